@@ -1,0 +1,44 @@
+"""promptembed: sentence embeddings from generative LLMs through prompts, without fine-tuning.
+
+Importing this package imports no framework and no torch: the heavy parts load on
+first use.
+
+Example:
+    >>> from promptembed import PromptEmbedder, load_config  # doctest: +SKIP
+    >>> emb = PromptEmbedder("gemma-3-270m", template="ke")  # doctest: +SKIP
+    >>> emb.embed(["Hello world", "你好，世界"]).shape  # doctest: +SKIP
+    (2, 640)
+
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from promptembed.config import Config, EmbedderConfig, StoreConfig, load_config
+from promptembed.templates import BUILTIN_TEMPLATES, Template, normalize_sentence
+
+if TYPE_CHECKING:
+    from promptembed.embedder import PromptEmbedder
+
+__version__ = "0.1.0"
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "Config",
+    "EmbedderConfig",
+    "PromptEmbedder",
+    "StoreConfig",
+    "Template",
+    "__version__",
+    "load_config",
+    "normalize_sentence",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # PromptEmbedder pulls in numpy; keep `import promptembed` light.
+    if name == "PromptEmbedder":
+        from promptembed.embedder import PromptEmbedder
+
+        return PromptEmbedder
+    raise AttributeError(f"module 'promptembed' has no attribute {name!r}")

@@ -1,0 +1,176 @@
+"""The ``promptembed`` command line (typer)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from promptembed.config import Config, EmbedderConfig, load_config
+
+app = typer.Typer(
+    help="Sentence embeddings from generative LLMs through prompts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+eval_app = typer.Typer(help="Evaluate an embedder.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+# Options shared by every command that builds an embedder. Each overrides the
+# config file's [embedder] table when given.
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Alias, hub id, directory or .gguf.")]
+TemplateOpt = Annotated[str | None, typer.Option(help="eol, sth, sum, cot, ke, none or custom.")]
+QueryTemplateOpt = Annotated[str | None, typer.Option(help="Template for queries.")]
+LayerOpt = Annotated[int | None, typer.Option(help="Pooled layer (-1 last, -2 ...).")]
+PoolingOpt = Annotated[str | None, typer.Option(help="last or mean.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, mps, cuda[:N].")]
+DTypeOpt = Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")]
+MaxLenOpt = Annotated[int | None, typer.Option(help="Max tokens per prompt.")]
+BatchOpt = Annotated[int | None, typer.Option(help="Max texts per forward pass.")]
+
+
+def build_config(config: Path | None, **overrides: Any) -> Config:
+    """Merge a config file (or defaults) with the CLI's explicit options."""
+    base = load_config(config) if config is not None else Config()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    embedder = EmbedderConfig.model_validate({**base.embedder.model_dump(), **given})
+    return base.model_copy(update={"embedder": embedder})
+
+
+def _fail(error: BaseException) -> typer.Exit:
+    """Print a one-line error (a config error per field) and return exit code 2."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        message = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
+            for e in error.errors(include_url=False)
+        )
+    else:
+        message = str(error)
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+@eval_app.command("sts")
+def eval_sts(
+    data: Annotated[list[Path], typer.Option(help="STS CSV (s1,s2,score); repeatable.")],
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    template: TemplateOpt = None,
+    layer: LayerOpt = None,
+    pooling: PoolingOpt = None,
+    device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
+    max_length: MaxLenOpt = None,
+    batch_size: BatchOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
+) -> None:
+    """Spearman ×100 of cosine similarity against gold scores, per file."""
+    from promptembed.embedder import PromptEmbedder
+    from promptembed.evaluate import evaluate_sts
+
+    try:
+        cfg = build_config(
+            config,
+            model=model,
+            template=template,
+            layer=layer,
+            pooling=pooling,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            batch_size=batch_size,
+            show_progress=not as_json,
+        )
+        embedder = PromptEmbedder(config=cfg.embedder)
+        results = [evaluate_sts(embedder, path, name=path.name) for path in data]
+    except (ValueError, ImportError, OSError) as error:
+        raise _fail(error) from error
+    e = cfg.embedder
+    if as_json:
+        for r in results:
+            typer.echo(
+                json.dumps(
+                    {
+                        **r.to_dict(),
+                        "model": e.model,
+                        "template": e.template,
+                        "layer": e.layer,
+                        "pooling": e.pooling,
+                    }
+                )
+            )
+        return
+    table = Table(title=f"STS — {e.model}, template={e.template}, pooling={e.pooling}")
+    for col in ("data", "spearman", "pairs", "sentences", "seconds"):
+        table.add_column(col, justify="left" if col == "data" else "right")
+    for r in results:
+        table.add_row(r.data, f"{r.spearman:.2f}", str(r.pairs), str(r.sentences), f"{r.seconds}")
+    console.print(table)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    corpus: Annotated[Path, typer.Option(help="BEIR corpus.jsonl.")],
+    queries: Annotated[Path, typer.Option(help="BEIR queries.jsonl.")],
+    qrels: Annotated[Path, typer.Option(help="BEIR qrels TSV.")],
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    template: TemplateOpt = None,
+    query_template: QueryTemplateOpt = None,
+    layer: LayerOpt = None,
+    pooling: PoolingOpt = None,
+    device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
+    max_length: MaxLenOpt = None,
+    batch_size: BatchOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """nDCG@10 and Recall@100 on a BEIR-format dataset."""
+    from promptembed.embedder import PromptEmbedder
+    from promptembed.evaluate import evaluate_retrieval
+
+    try:
+        cfg = build_config(
+            config,
+            model=model,
+            template=template,
+            query_template=query_template,
+            layer=layer,
+            pooling=pooling,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            batch_size=batch_size,
+            show_progress=not as_json,
+        )
+        result = evaluate_retrieval(PromptEmbedder(config=cfg.embedder), corpus, queries, qrels)
+    except (ValueError, ImportError, OSError) as error:
+        raise _fail(error) from error
+    e = cfg.embedder
+    payload = {
+        **result.to_dict(),
+        "model": e.model,
+        "template": e.template,
+        "query_template": e.query_template or e.template,
+    }
+    if as_json:
+        typer.echo(json.dumps(payload))
+    else:
+        console.print(payload)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)

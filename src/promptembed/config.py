@@ -1,0 +1,210 @@
+"""The one validated configuration model.
+
+The same pydantic models serve the Python API (``PromptEmbedder(**fields)``), the
+TOML config file, the CLI and the config that Chroma persists with a collection.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from promptembed.templates import Template
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+Pooling = Literal["last", "mean"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+# Fields that change the vectors: two embedders agree on these or their vectors
+# must never share a collection.
+IDENTITY_FIELDS = (
+    "model",
+    "gguf_file",
+    "template",
+    "query_template",
+    "layer",
+    "pooling",
+    "normalize_text",
+    "normalize_embeddings",
+    "max_length",
+)
+
+
+class EmbedderConfig(BaseModel):
+    """How text becomes a vector.
+
+    Example:
+        >>> EmbedderConfig(model="smollm2-135m", template="cot").layer is None
+        True
+
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(
+        "gemma-3-270m",
+        description="Alias (gemma-3-270m, smollm2-135m), hub id, local directory or .gguf path.",
+    )
+    gguf_file: str | None = Field(
+        None, description="GGUF file name inside `model` when `model` is a directory or hub id."
+    )
+    template: str = Field(
+        "ke",
+        description="Built-in name (eol, sth, sum, cot, ke, none) or a string with one {text}.",
+    )
+    query_template: str | None = Field(
+        None, description="Template for queries in retrieval; defaults to `template`."
+    )
+    layer: int | None = Field(
+        None,
+        description="Pooled hidden layer as in `hidden_states` (-1 last, -2 second-to-last); "
+        "defaults to the template's own layer.",
+    )
+    pooling: Pooling = Field("last", description="`last` token of the prompt, or `mean` of all.")
+    normalize_text: bool = Field(
+        True, description="Apply the paper's sentence normalisation before templating."
+    )
+    normalize_embeddings: bool = Field(True, description="L2-normalise the output vectors.")
+    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, mps, cuda[:N].")
+    dtype: DType = Field("auto", description="auto means bf16/fp16 on GPU and float32 on CPU.")
+    max_length: int = Field(
+        512, ge=8, description="Max tokens per prompt; only the text is truncated."
+    )
+    batch_size: int = Field(64, ge=1, description="Max texts per forward pass.")
+    max_batch_tokens: int = Field(
+        16384, ge=64, description="Max padded tokens per forward pass (token-budget batching)."
+    )
+    prefix_cache: bool = Field(
+        True, description="Reuse the key/value cache of the template's constant prefix."
+    )
+    trust_remote_code: bool = Field(
+        False,
+        description="Let transformers run code from the model repository. Never stored.",
+    )
+    cache_dir: str | None = Field(
+        None, description="Where converted GGUF copies live; default ~/.cache/promptembed."
+    )
+    show_progress: bool = Field(False, description="Show a progress bar while embedding.")
+
+    @field_validator("template", "query_template")
+    @classmethod
+    def _check_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            Template.parse(value)
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE_RE.match(value):
+            raise ValueError(
+                f"device {value!r} is not valid; use one of auto, cpu, mps, cuda, cuda:N"
+            )
+        return value
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the vectors (what a collection must agree on)."""
+        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
+
+    def stored(self) -> dict[str, Any]:
+        """The fields safe to persist next to a collection: never ``trust_remote_code``."""
+        return self.model_dump(exclude={"trust_remote_code", "show_progress"})
+
+
+class StoreConfig(BaseModel):
+    """Where vectors are kept: an embedded Chroma (``path``) or a Chroma server.
+
+    Example:
+        >>> StoreConfig(path="./chroma", collection="docs").mode
+        'persistent'
+
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str | None = Field(None, description="Directory of an embedded PersistentClient.")
+    host: str | None = Field(None, description="Host of a Chroma server (`chroma run`).")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server.")
+    ssl: bool = Field(False, description="Use HTTPS for the Chroma server.")
+    collection: str = Field("promptembed", min_length=3, description="Collection name.")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> StoreConfig:
+        if (self.path is None) == (self.host is None):
+            raise ValueError(
+                f"store needs exactly one of `path` or `host`; got path={self.path!r}, "
+                f"host={self.host!r}"
+            )
+        return self
+
+    @property
+    def mode(self) -> Literal["persistent", "http"]:
+        """``persistent`` for a local path, ``http`` for a server."""
+        return "persistent" if self.path is not None else "http"
+
+
+class IndexConfig(BaseModel):
+    """How files are cut into chunks before they are embedded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_size: int = Field(256, ge=16, description="Chunk size in splitter tokens.")
+    chunk_overlap: int = Field(32, ge=0, description="Overlap between chunks.")
+
+
+class Config(BaseModel):
+    """The whole configuration: embedder, optional store and indexing.
+
+    Example:
+        >>> cfg = load_config({"embedder": {"template": "eol"}, "store": {"path": "db"}})
+        >>> cfg.embedder.template, cfg.store.collection
+        ('eol', 'promptembed')
+
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    store: StoreConfig | None = None
+    index: IndexConfig = Field(default_factory=IndexConfig)
+
+
+def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
+    """Load and validate a config from a TOML file, a dict or a ``Config``.
+
+    Relative store paths in a TOML file are resolved against the file's folder.
+
+    Args:
+        source: Path to a ``.toml`` file, a mapping of the same shape, or a Config.
+
+    Returns:
+        The validated :class:`Config`.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        pydantic.ValidationError: If a field is unknown or invalid.
+
+    """
+    if isinstance(source, Config):
+        return source
+    if isinstance(source, dict):
+        return Config.model_validate(source)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    store = data.get("store")
+    if isinstance(store, dict) and isinstance(store.get("path"), str):
+        store_path = Path(store["path"]).expanduser()
+        if not store_path.is_absolute():
+            store["path"] = str((path.parent / store_path).resolve())
+    return Config.model_validate(data)

@@ -1,0 +1,278 @@
+"""PromptEmbedder: validate → tokenise (suffix-safe) → batch → forward → pool → normalise."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import numpy as np
+
+from promptembed.batching import plan_batches
+from promptembed.config import EmbedderConfig
+from promptembed.templates import Template
+
+if TYPE_CHECKING:
+    import torch
+
+    from promptembed.forward import LayerForward
+    from promptembed.loading import LoadedModel
+    from promptembed.prompts import PromptTokenizer
+
+Kind = Literal["document", "query"]
+_STREAM_CHUNK = 4096
+
+
+def check_texts(texts: object) -> list[str]:
+    """Validate the input of ``embed``: a string or a sequence of strings.
+
+    Raises:
+        TypeError: On ``None``, bytes, numbers or any non-string item, naming its index.
+
+    Example:
+        >>> check_texts(["a", "b"])
+        ['a', 'b']
+
+    """
+    if isinstance(texts, str):
+        return [texts]
+    if texts is None or isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be str, got {type(text).__name__}: {text!r:.80}")
+    return list(texts)
+
+
+class _Route:
+    """One prompt route (documents or queries): its tokenizer and forward pass."""
+
+    def __init__(self, prompts: PromptTokenizer, forward: LayerForward) -> None:
+        self.prompts = prompts
+        self.forward = forward
+
+
+class PromptEmbedder:
+    """Sentence embeddings from a generative LLM through a prompt, without fine-tuning.
+
+    Every field of :class:`~promptembed.config.EmbedderConfig` is a keyword argument
+    (``model``, ``template``, ``query_template``, ``layer``, ``pooling``, ``device``,
+    ``dtype``, ``max_length``, ``batch_size``, ...).
+
+    Args:
+        model: Alias (``gemma-3-270m``, ``smollm2-135m``), hub id, directory or .gguf.
+        config: A whole config instead of keyword fields.
+        **fields: Other :class:`EmbedderConfig` fields.
+
+    Example:
+        >>> emb = PromptEmbedder("smollm2-135m", template="ke")  # doctest: +SKIP
+        >>> emb.embed(["A man is playing a guitar.", "Un homme joue."]).shape  # doctest: +SKIP
+        (2, 576)
+        >>> emb.embed("one text").shape  # doctest: +SKIP
+        (576,)
+
+    """
+
+    def __init__(
+        self, model: str | None = None, *, config: EmbedderConfig | None = None, **fields: Any
+    ) -> None:
+        if config is not None and (fields or model is not None):
+            raise TypeError("pass either config= or keyword fields, not both")
+        if config is None:
+            config = EmbedderConfig(**({"model": model} if model is not None else {}), **fields)
+        from promptembed.loading import load_model
+
+        self._setup(config, load_model(config))
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, **fields: Any) -> PromptEmbedder:
+        """Wrap an already loaded transformers base model and tokenizer.
+
+        The model is used on its current device and dtype.
+
+        Example:
+            >>> emb = PromptEmbedder.from_model(model, tokenizer, template="eol")  # doctest: +SKIP
+
+        """
+        from promptembed.loading import LoadedModel
+
+        param = next(model.parameters())
+        name = getattr(model.config, "name_or_path", "") or type(model).__name__
+        config = EmbedderConfig(**{"model": name, **fields})
+        loaded = LoadedModel(model.eval(), tokenizer, param.device, param.dtype, "in-memory")
+        self = cls.__new__(cls)
+        self._setup(config, loaded)
+        return self
+
+    def _setup(self, config: EmbedderConfig, loaded: LoadedModel) -> None:
+        self.config = config
+        self._loaded = loaded
+        self._lock = threading.Lock()  # one forward at a time: hooks and caches are shared
+        doc = self._route(config.template)
+        query = config.query_template
+        self._routes: dict[Kind, _Route] = {
+            "document": doc,
+            "query": doc if query in (None, config.template) else self._route(query),
+        }
+
+    def _route(self, spec: str) -> _Route:
+        from promptembed.forward import LayerForward
+        from promptembed.prompts import PromptTokenizer
+
+        cfg, tok = self.config, self._loaded.tokenizer
+        template = Template.parse(spec)
+        prompts = PromptTokenizer(tok, template, cfg.max_length, cfg.normalize_text)
+        # Pads sit right of every real token, so any id the embedding table has will do;
+        # some tokenizers' pad id lies outside the model's vocabulary.
+        vocab = self._loaded.model.get_input_embeddings().num_embeddings
+        candidates = (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id)
+        pad = next((t for t in candidates if t is not None and 0 <= t < vocab), 0)
+        layer = cfg.layer if cfg.layer is not None else template.layer
+        forward = LayerForward(self._loaded.model, layer, cfg.pooling, pad_id=pad)
+        if cfg.prefix_cache and prompts.prefix_ids:
+            with self._lock:
+                forward.set_prefix(prompts.prefix_ids)
+        return _Route(prompts, forward)
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def model(self) -> torch.nn.Module:
+        """The underlying transformers module (base model, no LM head)."""
+        return self._loaded.model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer."""
+        return self._loaded.tokenizer
+
+    @property
+    def dimension(self) -> int:
+        """Length of each embedding vector."""
+        return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return self._loaded.device
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the loaded weights."""
+        return self._loaded.fingerprint
+
+    # -- embedding ------------------------------------------------------------------------
+    @overload
+    def embed(
+        self, texts: str, *, batch_size: int | None = ..., kind: Kind = ...
+    ) -> np.ndarray: ...
+    @overload
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int | None = ..., kind: Kind = ...
+    ) -> np.ndarray: ...
+    def embed(
+        self, texts: str | Sequence[str], *, batch_size: int | None = None, kind: Kind = "document"
+    ) -> np.ndarray:
+        """Embed one text (shape ``(dim,)``) or a sequence (shape ``(n, dim)``), in order.
+
+        Args:
+            texts: A string or a sequence of strings. Empty strings are valid.
+            batch_size: Max texts per forward pass (default from the config).
+            kind: ``document`` or ``query``: which template route to use.
+
+        Returns:
+            float32 array, L2-normalised unless ``normalize_embeddings=False``.
+
+        Raises:
+            TypeError: If the input or one of its items is not a string.
+
+        """
+        items = check_texts(texts)
+        out = np.empty((len(items), self.dimension), dtype=np.float32)
+        start = 0
+        for chunk in self.embed_iter(items, batch_size=batch_size, kind=kind):
+            out[start : start + len(chunk)] = chunk
+            start += len(chunk)
+        return out[0] if isinstance(texts, str) else out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query with the query template; shape ``(dim,)``."""
+        return self.embed(text, kind="query")
+
+    def embed_iter(
+        self,
+        texts: Iterable[str],
+        *,
+        batch_size: int | None = None,
+        kind: Kind = "document",
+        chunk_size: int = _STREAM_CHUNK,
+    ) -> Iterator[np.ndarray]:
+        """Stream embeddings: yields ``(<=chunk_size, dim)`` arrays in input order.
+
+        Memory stays bounded by ``chunk_size`` whatever the length of ``texts``
+        (a generator over a file works).
+        """
+        if kind not in self._routes:
+            raise ValueError(f"kind must be one of {list(self._routes)}, got {kind!r}")
+        if isinstance(texts, str) or texts is None:
+            texts = check_texts(texts)
+        from tqdm.auto import tqdm
+
+        total = len(texts) if isinstance(texts, Sequence) else None
+        with tqdm(total=total, disable=not self.config.show_progress, unit="text") as bar:
+            chunk: list[str] = []
+            offset = 0
+            for item in texts:
+                chunk.append(item)
+                if len(chunk) == chunk_size:
+                    yield self._embed_chunk(check_texts_at(chunk, offset), kind, batch_size, bar)
+                    offset += len(chunk)
+                    chunk = []
+            if chunk or offset == 0:
+                yield self._embed_chunk(check_texts_at(chunk, offset), kind, batch_size, bar)
+
+    def _embed_chunk(
+        self, texts: list[str], kind: Kind, batch_size: int | None, bar: Any
+    ) -> np.ndarray:
+        import torch
+
+        route = self._routes[kind]
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        ids, truncated = route.prompts.encode(texts)
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {len(texts)} texts were truncated to fit max_length="
+                f"{self.config.max_length} tokens (the template's suffix is kept)",
+                stacklevel=3,
+            )
+        fwd = route.forward
+        cached = [fwd.uses_prefix(x) for x in ids]
+        skip = len(fwd.prefix.ids) if fwd.prefix is not None else 0
+        lengths = [len(x) - skip if c else len(x) for x, c in zip(ids, cached)]
+        max_items = batch_size or self.config.batch_size
+        for group in (True, False):  # prefix-reusing prompts, then any that cannot
+            members = [i for i, c in enumerate(cached) if c is group]
+            plan = plan_batches(
+                [lengths[i] for i in members], self.config.max_batch_tokens, max_items
+            )
+            for batch in plan:
+                index = [members[b] for b in batch]
+                with self._lock:
+                    vectors = fwd([ids[i] for i in index], with_prefix=group)
+                    if self.config.normalize_embeddings:
+                        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                    out[index] = vectors.cpu().numpy()  # one host copy per batch
+                bar.update(len(index))
+        return out
+
+
+def check_texts_at(texts: list[Any], offset: int) -> list[str]:
+    """Like :func:`check_texts` for a chunk of a stream; error indexes are global."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"texts[{offset + i}] must be str, got {type(text).__name__}: {text!r:.80}"
+            )
+    return texts

@@ -1,0 +1,225 @@
+"""The forward pass: token ids → pooled vectors, computing only what is pooled.
+
+Two ideas make it cheaper than ``model(..., output_hidden_states=True)``:
+
+* **Early exit.** A forward pre-hook on the decoder block *after* the pooled layer
+  captures that block's input (which is ``hidden_states[layer]``) and stops the
+  pass, so later blocks, the final norm and the LM head never run.
+* **Shared-prefix KV reuse.** Every prompt of a template starts with the same
+  tokens. Their key/value cache is computed once (transformers' ``DynamicCache``)
+  and each batch runs only the remaining tokens against it, with explicit position
+  ids and an attention mask covering the cached prefix.
+
+Both are exact: positions, masks and the tokens themselves are those of the whole
+prompt, so the result equals ``hidden_states[layer][0, -1]`` of the unpadded prompt.
+Prompts are right-padded: with a causal mask the real tokens never see the pads,
+and no attention row is fully masked.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from promptembed.pooling import last_token_pool, mean_pool
+
+
+class _EarlyExit(Exception):
+    """Raised by the pre-hook once the pooled layer's states are captured."""
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """Find the stack of decoder blocks of a transformers base model.
+
+    It is the ``ModuleList`` whose length is the config's number of hidden layers
+    (``layers`` in Llama/Gemma/Qwen, ``h`` in GPT-2, ``decoder.layers`` in OPT).
+
+    Raises:
+        ValueError: If no such list exists.
+
+    """
+    n_layers = num_layers(model)
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            return module
+    raise ValueError(
+        f"cannot find the {n_layers} decoder blocks of {type(model).__name__}; "
+        "this architecture is not supported"
+    )
+
+
+def num_layers(model: nn.Module) -> int:
+    """Number of decoder blocks, from the (text) config."""
+    config = model.config.get_text_config()
+    return int(config.num_hidden_layers)
+
+
+def resolve_layer(layer: int, n_layers: int) -> int:
+    """Turn a ``hidden_states``-style index (negative counts from the end) into 0..n.
+
+    Example:
+        >>> resolve_layer(-1, 30), resolve_layer(-2, 30), resolve_layer(5, 30)
+        (30, 29, 5)
+
+    """
+    size = n_layers + 1  # hidden_states holds the embeddings plus one entry per block
+    if not -size <= layer < size:
+        raise ValueError(
+            f"layer {layer} is out of range for a model with {n_layers} layers; "
+            f"valid values are {-size}..{n_layers} (as in hidden_states)"
+        )
+    return layer % size
+
+
+@dataclass
+class _Prefix:
+    """The cached constant prefix of a template."""
+
+    ids: list[int]
+    cache: Any  # transformers Cache holding len(ids) positions
+    hidden: torch.Tensor  # (1, len(ids), dim) states at the pooled layer, for mean pooling
+
+
+class LayerForward:
+    """Runs prompts up to one hidden layer and pools them.
+
+    Args:
+        model: A transformers base model (no LM head), already on its device.
+        layer: Pooled layer, ``hidden_states`` indexing.
+        pooling: ``last`` or ``mean``.
+        pad_id: Token id used for (right) padding; never attended to by real tokens.
+
+    Example:
+        >>> from transformers import LlamaConfig, LlamaModel
+        >>> cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
+        ...                   num_hidden_layers=2, num_attention_heads=2)
+        >>> fwd = LayerForward(LlamaModel(cfg).eval(), layer=-2)
+        >>> fwd([[1, 5, 7], [1, 9]]).shape
+        torch.Size([2, 16])
+
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: int,
+        pooling: Literal["last", "mean"] = "last",
+        pad_id: int = 0,
+    ) -> None:
+        self.model = model
+        self.n_layers = num_layers(model)
+        self.layer = resolve_layer(layer, self.n_layers)
+        self.pooling = pooling
+        self.pad_id = pad_id
+        # hidden_states[n] is after the final norm: the full model's output. Any other
+        # index is the input of block `layer`, where the pass can stop.
+        self._stop_block = (
+            None if self.layer == self.n_layers else decoder_layers(model)[self.layer]
+        )
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.prefix: _Prefix | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device."""
+        return next(self.model.parameters()).device
+
+    # -- the pass ---------------------------------------------------------------------
+    def _run(self, **inputs: Any) -> tuple[torch.Tensor, Any]:
+        """Forward up to the pooled layer; return its states and the cache."""
+        captured: dict[str, torch.Tensor] = {}
+
+        def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured["h"] = args[0] if args else kwargs["hidden_states"]
+            raise _EarlyExit
+
+        handle = (
+            self._stop_block.register_forward_pre_hook(hook, with_kwargs=True)
+            if (self._stop_block is not None)
+            else None
+        )
+        try:
+            out = self.model(**inputs, return_dict=True)
+            captured["h"] = out.last_hidden_state
+        except _EarlyExit:
+            pass
+        finally:
+            if handle is not None:
+                handle.remove()
+        return captured["h"], inputs.get(self._cache_kw)
+
+    @torch.inference_mode()
+    def set_prefix(self, ids: Sequence[int]) -> None:
+        """Compute and keep the KV cache of a constant prompt prefix.
+
+        Args:
+            ids: The prefix's token ids, exactly as they start every prompt.
+
+        """
+        from transformers import DynamicCache
+
+        self.prefix = None
+        if len(ids) < 2:
+            return  # nothing worth caching
+        cache = DynamicCache(config=self.model.config)
+        input_ids = torch.tensor([list(ids)], device=self.device)
+        hidden, cache = self._run(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            position_ids=torch.arange(len(ids), device=self.device)[None],
+            use_cache=True,
+            **{self._cache_kw: cache},
+        )
+        self.prefix = _Prefix(list(ids), cache, hidden)
+
+    def uses_prefix(self, ids: Sequence[int]) -> bool:
+        """Whether ``ids`` starts with the cached prefix (so reuse is exact)."""
+        p = self.prefix
+        return p is not None and len(ids) > len(p.ids) and list(ids[: len(p.ids)]) == p.ids
+
+    @torch.inference_mode()
+    def __call__(
+        self, batch: Sequence[Sequence[int]], *, with_prefix: bool = False
+    ) -> torch.Tensor:
+        """Pool one batch of token-id lists; returns ``(batch, dim)`` float32 on the device.
+
+        Args:
+            batch: Token ids per prompt (unpadded, any lengths).
+            with_prefix: All prompts start with the cached prefix; run only their rest.
+
+        """
+        offset = len(self.prefix.ids) if with_prefix and self.prefix is not None else 0
+        rows = [list(ids[offset:]) for ids in batch]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = torch.arange(offset, offset + width, device=self.device)[None].expand(
+            len(rows), -1
+        )
+        inputs: dict[str, Any] = {"input_ids": input_ids, "position_ids": positions}
+        ones = torch.ones((len(rows), offset), dtype=mask.dtype, device=self.device)
+        if offset:
+            cache = copy.deepcopy(self.prefix.cache)
+            cache.batch_repeat_interleave(len(rows))
+            inputs.update(attention_mask=torch.cat([ones, mask], dim=1), use_cache=True)
+            inputs[self._cache_kw] = cache
+        else:
+            inputs.update(attention_mask=mask, use_cache=False)
+        hidden, _ = self._run(**inputs)
+        if self.pooling == "last":
+            return last_token_pool(hidden, mask).float()
+        if offset:  # the prefix's tokens count in the mean too
+            hidden = torch.cat([self.prefix.hidden.expand(len(rows), -1, -1), hidden], dim=1)
+            mask = torch.cat([ones, mask], dim=1)
+        return mean_pool(hidden, mask)

@@ -1,0 +1,100 @@
+"""Text → prompt token ids, truncating the text and never the template.
+
+Prompts are tokenised whole, exactly as a plain reference computation would, so
+tokens merged across the prefix/text boundary are the same as in the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from promptembed.templates import Template, normalize_sentence
+
+# A token is almost never longer than this many characters, so cutting a huge text
+# here first bounds tokenisation time without cutting anything that would fit.
+_CHARS_PER_TOKEN_BOUND = 32
+
+
+class PromptTokenizer:
+    """Renders texts into a template and tokenises them within ``max_length``.
+
+    Args:
+        tokenizer: A transformers tokenizer (no pad token needed).
+        template: The template.
+        max_length: Max tokens per prompt, special tokens included.
+        normalize: Apply the reference sentence normalisation first.
+
+    Raises:
+        ValueError: If the template alone does not fit in ``max_length``.
+
+    Example:
+        >>> from promptembed.templates import Template
+        >>> pt = PromptTokenizer(tok, Template.parse("eol"), max_length=64)  # doctest: +SKIP
+        >>> ids, n_truncated = pt.encode(["A man is dancing"])  # doctest: +SKIP
+
+    """
+
+    def __init__(
+        self, tokenizer: Any, template: Template, max_length: int, normalize: bool = True
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.template = template
+        self.max_length = max_length
+        self.normalize = normalize and template.normalize
+        overhead = len(self._ids(template.render("", normalize=False)))
+        if overhead >= max_length:
+            raise ValueError(
+                f"template {template.name!r} takes {overhead} tokens on its own, which leaves no "
+                f"room for text within max_length={max_length}; raise max_length"
+            )
+        prefix = template.prefix.lstrip()
+        # The prefix's own tokenisation; the forward pass verifies per prompt that the
+        # prompt really starts with these ids before reusing their cache.
+        self.prefix_ids: list[int] = self._ids(prefix)[:-1] if prefix else []
+        self._fallback_id = next(
+            (t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id) if t is not None), 0
+        )
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+        """Token ids of each text's prompt, and how many texts were truncated."""
+        if self.normalize:
+            texts = [normalize_sentence(t) for t in texts]
+        limit = self.max_length * _CHARS_PER_TOKEN_BOUND
+        cut = [t[:limit] for t in texts]
+        prompts = [self.template.render(t, normalize=False) for t in cut]
+        batch = self.tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
+        out: list[list[int]] = []
+        truncated = 0
+        for original, text, ids in zip(texts, cut, batch):
+            was_cut = len(text) != len(original)
+            ids = list(ids)
+            if len(ids) > self.max_length:
+                ids = self._truncate(text, len(ids) - self.max_length)
+                was_cut = True
+            truncated += was_cut
+            out.append(ids or [self._fallback_id])
+        return out, truncated
+
+    def _truncate(self, text: str, excess: int) -> list[int]:
+        """Cut ``text`` by whole tokens until its prompt fits; the suffix survives."""
+        tok = self.tokenizer
+        if getattr(tok, "is_fast", False):
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            ends = [end for _, end in enc["offset_mapping"]]
+        else:  # slow tokenizers have no offsets: rebuild the text from kept tokens
+            pieces = tok(text, add_special_tokens=False)["input_ids"]
+            ends = [len(tok.decode(pieces[: k + 1])) for k in range(len(pieces))]
+        keep = len(ends) - excess
+        ids: list[int] = []
+        for _ in range(16):
+            keep = max(keep, 0)
+            head = text[: ends[keep - 1]] if keep > 0 else ""
+            ids = self._ids(self.template.render(head, normalize=False))
+            if len(ids) <= self.max_length or keep == 0:
+                return ids
+            keep -= len(ids) - self.max_length
+        return ids

@@ -1,0 +1,134 @@
+"""Prompt templates: one place builds every prompt.
+
+A :class:`Template` is ``prefix + "{text}" + suffix`` plus the hidden layer it is
+pooled from by default. The built-ins reproduce arXiv 2404.03921 (and PromptEOL,
+arXiv 2307.16645) exactly, including the reference code's sentence normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PLACEHOLDER = "{text}"
+
+
+def normalize_sentence(text: str) -> str:
+    """Apply the paper's reference normalisation to one sentence.
+
+    Appends ``.`` unless the sentence ends in one of ``.?"'``, replaces ``"`` by
+    ``'`` (the templates quote the sentence with ``"``) and turns a final ``?``
+    into ``.``. Empty text stays empty.
+
+    Example:
+        >>> normalize_sentence('He said "hi"?')
+        "He said 'hi'."
+
+    """
+    if text and text[-1] not in ".?\"'":
+        text += "."
+    text = text.replace('"', "'")
+    if text and text[-1] == "?":
+        text = text[:-1] + "."
+    return text
+
+
+@dataclass(frozen=True)
+class Template:
+    """A prompt template with its default pooled layer.
+
+    Args:
+        name: Short name (a built-in's key, or ``"custom"``).
+        prefix: Text before the sentence. It is constant, so its key/value cache
+            can be computed once and reused.
+        suffix: Text after the sentence; its last token is the one pooled.
+        layer: Default hidden layer, indexed as transformers' ``hidden_states``
+            (``-1`` is the last layer after the final norm, ``-2`` the one before).
+        normalize: Whether the reference sentence normalisation is applied.
+
+    Example:
+        >>> t = Template.parse("eol")
+        >>> t.render("A man is dancing")
+        'This sentence : "A man is dancing." means in one word:"'
+        >>> Template.parse('Query: {text} ->').render("x", normalize=False)
+        'Query: x ->'
+
+    """
+
+    name: str
+    prefix: str
+    suffix: str
+    layer: int = -1
+    normalize: bool = True
+
+    @property
+    def text(self) -> str:
+        """The template as one string with its ``{text}`` placeholder."""
+        return self.prefix + PLACEHOLDER + self.suffix
+
+    def render(self, text: str, *, normalize: bool | None = None) -> str:
+        """Build the prompt for one text.
+
+        Args:
+            text: The sentence.
+            normalize: Override the template's ``normalize`` flag.
+
+        Returns:
+            The prompt. Like the reference code, outer whitespace is stripped.
+
+        """
+        if normalize if normalize is not None else self.normalize:
+            text = normalize_sentence(text)
+        return (self.prefix + text + self.suffix).strip()
+
+    @classmethod
+    def parse(cls, spec: str | Template) -> Template:
+        """Return a built-in by name or build a custom template from a string.
+
+        Args:
+            spec: A built-in name (see :data:`BUILTIN_TEMPLATES`) or any string
+                with exactly one ``{text}``.
+
+        Raises:
+            ValueError: If ``spec`` is neither, saying why and listing the built-ins.
+
+        """
+        if isinstance(spec, Template):
+            return spec
+        if not isinstance(spec, str):
+            raise TypeError(f"template must be a string, got {type(spec).__name__}: {spec!r}")
+        if spec in BUILTIN_TEMPLATES:
+            return BUILTIN_TEMPLATES[spec]
+        count = spec.count(PLACEHOLDER)
+        if count != 1:
+            why = "has no" if count == 0 else f"has {count}"
+            raise ValueError(
+                f"template {spec!r} is not a built-in and {why} '{PLACEHOLDER}' placeholder; "
+                f"a custom template needs exactly one. Built-ins: {', '.join(BUILTIN_TEMPLATES)}"
+            )
+        prefix, suffix = spec.split(PLACEHOLDER)
+        if not (prefix + suffix).strip():
+            # Nothing around the text is still valid: it embeds the raw text.
+            return cls(name="custom", prefix="", suffix="", layer=-1, normalize=False)
+        return cls(name="custom", prefix=prefix, suffix=suffix, layer=-1, normalize=True)
+
+
+_KE_INTRO = (
+    "The essence of a sentence is often captured by its main subjects and actions, while "
+    "descriptive terms provide additional but less central details. With this in mind , "
+)
+
+BUILTIN_TEMPLATES: dict[str, Template] = {
+    "eol": Template("eol", 'This sentence : "', '" means in one word:"', layer=-1),
+    "sth": Template("sth", 'This sentence : "', '" means something', layer=-1),
+    "sum": Template("sum", 'This sentence : "', '" can be summarized as', layer=-1),
+    "cot": Template(
+        "cot",
+        'After thinking step by step , this sentence : "',
+        '" means in one word:"',
+        layer=-2,
+    ),
+    "ke": Template("ke", _KE_INTRO + 'this sentence : "', '" means in one word:"', layer=-2),
+    # The raw text with no prompt: the baseline the paper improves on.
+    "none": Template("none", "", "", layer=-1, normalize=False),
+}
+"""The built-in templates, keyed by name."""
