@@ -94,6 +94,10 @@ class EmbedderConfig(BaseModel):
         None, description="Where converted GGUF copies live; default ~/.cache/promptembed."
     )
     show_progress: bool = Field(False, description="Show a progress bar while embedding.")
+    embedding_cache: str | None = Field(
+        None,
+        description="Directory of an on-disk embedding cache (diskcache); off when unset.",
+    )
 
     @field_validator("template", "query_template")
     @classmethod
@@ -117,7 +121,7 @@ class EmbedderConfig(BaseModel):
 
     def stored(self) -> dict[str, Any]:
         """The fields safe to persist next to a collection: never ``trust_remote_code``."""
-        return self.model_dump(exclude={"trust_remote_code", "show_progress"})
+        return self.model_dump(exclude={"trust_remote_code", "show_progress", "embedding_cache"})
 
 
 class StoreConfig(BaseModel):

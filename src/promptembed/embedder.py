@@ -16,6 +16,7 @@ from promptembed.templates import Template
 if TYPE_CHECKING:
     import torch
 
+    from promptembed.cache import EmbeddingCache
     from promptembed.forward import LayerForward
     from promptembed.loading import LoadedModel
     from promptembed.prompts import PromptTokenizer
@@ -46,11 +47,14 @@ def check_texts(texts: object) -> list[str]:
 
 
 class _Route:
-    """One prompt route (documents or queries): its tokenizer and forward pass."""
+    """One prompt route (documents or queries): its tokenizer, forward pass and cache."""
 
-    def __init__(self, prompts: PromptTokenizer, forward: LayerForward) -> None:
+    def __init__(
+        self, prompts: PromptTokenizer, forward: LayerForward, cache: EmbeddingCache | None
+    ) -> None:
         self.prompts = prompts
         self.forward = forward
+        self.cache = cache
 
 
 class PromptEmbedder:
@@ -133,7 +137,25 @@ class PromptEmbedder:
         if cfg.prefix_cache and prompts.prefix_ids:
             with self._lock:
                 forward.set_prefix(prompts.prefix_ids)
-        return _Route(prompts, forward)
+        cache = None
+        if cfg.embedding_cache:
+            from promptembed.cache import EmbeddingCache
+
+            if self._loaded.fingerprint == "in-memory":
+                raise ValueError(
+                    "embedding_cache needs a model loaded by name or path, "
+                    "not one passed in memory (its weights have no fingerprint)"
+                )
+            identity = {
+                **cfg.identity(),
+                "template": template.text,
+                "layer": forward.layer,
+                "normalize": prompts.normalize,
+                "weights": self._loaded.fingerprint,
+                "dtype": str(self._loaded.dtype),
+            }
+            cache = EmbeddingCache(cfg.embedding_cache, identity)
+        return _Route(prompts, forward, cache)
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -234,9 +256,27 @@ class PromptEmbedder:
     def _embed_chunk(
         self, texts: list[str], kind: Kind, batch_size: int | None, bar: Any
     ) -> np.ndarray:
+        route = self._routes[kind]
+        if route.cache is None:
+            return self._compute(route, texts, batch_size, bar)
+        hits = route.cache.get(texts)
+        missing = [i for i, hit in enumerate(hits) if hit is None]
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for i, hit in enumerate(hits):
+            if hit is not None:
+                out[i] = hit
+        bar.update(len(texts) - len(missing))
+        if missing:
+            fresh = self._compute(route, [texts[i] for i in missing], batch_size, bar)
+            out[missing] = fresh
+            route.cache.put([texts[i] for i in missing], fresh)
+        return out
+
+    def _compute(
+        self, route: _Route, texts: list[str], batch_size: int | None, bar: Any
+    ) -> np.ndarray:
         import torch
 
-        route = self._routes[kind]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out

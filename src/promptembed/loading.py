@@ -180,7 +180,13 @@ def _resolve_source(cfg: EmbedderConfig, cache_dir: Path) -> _Source:
             stat = (path / gguf).stat()
             key = f"gguf:{(path / gguf).resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
         else:
-            key = f"dir:{path.resolve()}"
+            # Weight files' sizes and times: a checkpoint rewritten in place is new.
+            weights = sorted(
+                (f.name, f.stat().st_size, int(f.stat().st_mtime))
+                for f in path.iterdir()
+                if f.suffix in {".safetensors", ".bin"}
+            )
+            key = f"dir:{path.resolve()}:{weights}"
         return _Source(str(path.resolve()), gguf, key)
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise FileNotFoundError(f"model path not found: {spec}")
