@@ -27,6 +27,7 @@ class EmbeddingCache:
         >>> cache.put(["hi"], np.ones((1, 4), dtype=np.float32))
         >>> cache.get(["hi", "new"])[0].shape, cache.get(["hi", "new"])[1]
         ((4,), None)
+
     """
 
     def __init__(self, directory: str, identity: dict[str, Any]) -> None:

@@ -206,6 +206,11 @@ def _from_pretrained(source: _Source, cfg: EmbedderConfig) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
+    from transformers.utils import logging as hf_logging
+
+    # transformers' per-tensor "Loading weights" bars are noise around an embedding run.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
         model = AutoModel.from_pretrained(source.path, dtype=torch.float32, **kwargs)
@@ -215,6 +220,9 @@ def _from_pretrained(source: _Source, cfg: EmbedderConfig) -> tuple[Any, Any]:
             f"could not load model {cfg.model!r}: it is not an alias ({aliases}), not a local "
             f"directory or .gguf file, and loading it as a hub id failed: {err}"
         ) from err
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     if hasattr(model, "lm_head"):  # a class without a base-model mapping: drop the head
         del model.lm_head
     return model, tokenizer
