@@ -83,7 +83,7 @@ class _Prefix:
 
     ids: list[int]
     cache: Any  # transformers Cache holding len(ids) positions
-    hidden: torch.Tensor  # (1, len(ids), dim) states at the pooled layer, for mean pooling
+    hidden: dict[int, torch.Tensor]  # layer -> (1, len(ids), dim) states, for mean pooling
 
 
 class LayerForward:
@@ -91,7 +91,8 @@ class LayerForward:
 
     Args:
         model: A transformers base model (no LM head), already on its device.
-        layer: Pooled layer, ``hidden_states`` indexing.
+        layer: Pooled layer, ``hidden_states`` indexing; a list pools several at once
+            (one pass, stopping after the deepest), as `tune` needs.
         pooling: ``last`` or ``mean``.
         pad_id: Token id used for (right) padding; never attended to by real tokens.
 
@@ -108,20 +109,26 @@ class LayerForward:
     def __init__(
         self,
         model: nn.Module,
-        layer: int,
+        layer: int | Sequence[int],
         pooling: Literal["last", "mean"] = "last",
         pad_id: int = 0,
     ) -> None:
         self.model = model
         self.n_layers = num_layers(model)
-        self.layer = resolve_layer(layer, self.n_layers)
+        self.multi = not isinstance(layer, int)
+        wanted = [layer] if isinstance(layer, int) else list(layer)
+        if not wanted:
+            raise ValueError("at least one layer is needed")
+        self.layers = [resolve_layer(x, self.n_layers) for x in wanted]
+        self.layer = self.layers[0]
         self.pooling = pooling
         self.pad_id = pad_id
         # hidden_states[n] is after the final norm: the full model's output. Any other
-        # index is the input of block `layer`, where the pass can stop.
-        self._stop_block = (
-            None if self.layer == self.n_layers else decoder_layers(model)[self.layer]
-        )
+        # index i is the input of block i, where a pre-hook can read it; the pass stops
+        # at the deepest such block unless the final output is wanted too.
+        blocks = decoder_layers(model) if any(x < self.n_layers for x in self.layers) else None
+        self._hooked = {x: blocks[x] for x in set(self.layers) if x < self.n_layers}
+        self._stop_at = None if self.n_layers in self.layers else max(self._hooked)
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self.prefix: _Prefix | None = None
@@ -132,28 +139,31 @@ class LayerForward:
         return next(self.model.parameters()).device
 
     # -- the pass ---------------------------------------------------------------------
-    def _run(self, **inputs: Any) -> tuple[torch.Tensor, Any]:
-        """Forward up to the pooled layer; return its states and the cache."""
-        captured: dict[str, torch.Tensor] = {}
+    def _run(self, **inputs: Any) -> tuple[dict[int, torch.Tensor], Any]:
+        """Forward up to the deepest pooled layer; return states per layer and the cache."""
+        captured: dict[int, torch.Tensor] = {}
 
-        def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-            captured["h"] = args[0] if args else kwargs["hidden_states"]
-            raise _EarlyExit
+        def make_hook(index: int):
+            def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+                captured[index] = args[0] if args else kwargs["hidden_states"]
+                if index == self._stop_at:
+                    raise _EarlyExit
 
-        handle = (
-            self._stop_block.register_forward_pre_hook(hook, with_kwargs=True)
-            if (self._stop_block is not None)
-            else None
-        )
+            return hook
+
+        handles = [
+            block.register_forward_pre_hook(make_hook(index), with_kwargs=True)
+            for index, block in self._hooked.items()
+        ]
         try:
             out = self.model(**inputs, return_dict=True)
-            captured["h"] = out.last_hidden_state
+            captured[self.n_layers] = out.last_hidden_state
         except _EarlyExit:
             pass
         finally:
-            if handle is not None:
+            for handle in handles:
                 handle.remove()
-        return captured["h"], inputs.get(self._cache_kw)
+        return captured, inputs.get(self._cache_kw)
 
     @torch.inference_mode()
     def set_prefix(self, ids: Sequence[int]) -> None:
@@ -170,14 +180,14 @@ class LayerForward:
             return  # nothing worth caching
         cache = DynamicCache(config=self.model.config)
         input_ids = torch.tensor([list(ids)], device=self.device)
-        hidden, cache = self._run(
+        states, cache = self._run(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
             position_ids=torch.arange(len(ids), device=self.device)[None],
             use_cache=True,
             **{self._cache_kw: cache},
         )
-        self.prefix = _Prefix(list(ids), cache, hidden)
+        self.prefix = _Prefix(list(ids), cache, states)
 
     def uses_prefix(self, ids: Sequence[int]) -> bool:
         """Whether ``ids`` starts with the cached prefix (so reuse is exact)."""
@@ -188,11 +198,15 @@ class LayerForward:
     def __call__(
         self, batch: Sequence[Sequence[int]], *, with_prefix: bool = False
     ) -> torch.Tensor:
-        """Pool one batch of token-id lists; returns ``(batch, dim)`` float32 on the device.
+        """Pool one batch of token-id lists.
 
         Args:
             batch: Token ids per prompt (unpadded, any lengths).
             with_prefix: All prompts start with the cached prefix; run only their rest.
+
+        Returns:
+            float32 on the model's device: ``(batch, dim)`` for one layer, or
+            ``(batch, len(layers), dim)`` when built with several.
 
         """
         offset = len(self.prefix.ids) if with_prefix and self.prefix is not None else 0
@@ -216,10 +230,17 @@ class LayerForward:
             inputs[self._cache_kw] = cache
         else:
             inputs.update(attention_mask=mask, use_cache=False)
-        hidden, _ = self._run(**inputs)
+        states, _ = self._run(**inputs)
+        pooled = [self._pool(states[x], mask, ones, x) for x in self.layers]
+        return torch.stack(pooled, dim=1) if self.multi else pooled[0]
+
+    def _pool(
+        self, hidden: torch.Tensor, mask: torch.Tensor, ones: torch.Tensor, layer: int
+    ) -> torch.Tensor:
         if self.pooling == "last":
             return last_token_pool(hidden, mask).float()
-        if offset:  # the prefix's tokens count in the mean too
-            hidden = torch.cat([self.prefix.hidden.expand(len(rows), -1, -1), hidden], dim=1)
+        if ones.shape[1]:  # the cached prefix's tokens count in the mean too
+            prefix = self.prefix.hidden[layer].expand(len(mask), -1, -1)
+            hidden = torch.cat([prefix, hidden], dim=1)
             mask = torch.cat([ones, mask], dim=1)
         return mean_pool(hidden, mask)
