@@ -1,0 +1,206 @@
+"""Chroma adapter: the registered embedding function, reopening, the conflict rule."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+chromadb = pytest.importorskip("chromadb")
+
+from _adapters import DOCS, run_python, store_config  # noqa: E402
+from promptembed.chroma import PromptEmbeddingFunction, open_collection  # noqa: E402
+from promptembed.config import EmbedderConfig  # noqa: E402
+from promptembed.store import EmbedderConflictError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def llama_embedder(embedder_factory):
+    return embedder_factory("llama")
+
+
+def test_protocol_and_config_round_trip(llama_embedder):
+    from chromadb.utils.embedding_functions import known_embedding_functions
+
+    ef = PromptEmbeddingFunction(embedder=llama_embedder)
+    assert known_embedding_functions["promptembed"] is PromptEmbeddingFunction
+    assert ef.name() == "promptembed"
+    assert ef.default_space() == "cosine"
+    assert "cosine" in ef.supported_spaces()
+    assert not ef.is_legacy()
+    docs = ef(DOCS)
+    assert len(docs) == len(DOCS) and docs[0].shape == (llama_embedder.dimension,)
+    np.testing.assert_allclose(docs, llama_embedder.embed(DOCS), atol=1e-6)
+    np.testing.assert_allclose(ef.embed_query(DOCS[:1])[0], llama_embedder.embed_query(DOCS[0]))
+    config = ef.get_config()
+    json.dumps(config)  # what Chroma persists must be JSON
+    assert config["dimension"] == llama_embedder.dimension
+    rebuilt = PromptEmbeddingFunction.build_from_config(config)
+    assert rebuilt.config == llama_embedder.config
+
+
+def test_stored_config_never_enables_remote_code(model_dirs):
+    ef = PromptEmbeddingFunction(str(model_dirs["llama"]), device="cpu", trust_remote_code=True)
+    assert "trust_remote_code" not in ef.get_config()["embedder"]
+    tampered = {"embedder": {**ef.get_config()["embedder"], "trust_remote_code": True}}
+    assert PromptEmbeddingFunction.build_from_config(tampered).config.trust_remote_code is False
+
+
+def test_query_template_routes_queries(model_dirs):
+    ef = PromptEmbeddingFunction(
+        str(model_dirs["llama"]), device="cpu", template="ke", query_template="eol"
+    )
+    doc, query = ef(["same text"])[0], ef.embed_query(["same text"])[0]
+    assert not np.allclose(doc, query)
+
+
+def test_validate_config_update_refuses_identity_changes(llama_embedder):
+    ef = PromptEmbeddingFunction(embedder=llama_embedder)
+    old = ef.get_config()
+    ef.validate_config_update(old, {"embedder": {**old["embedder"], "batch_size": 8}})
+    with pytest.raises(ValueError, match="template"):
+        ef.validate_config_update(old, {"embedder": {**old["embedder"], "template": "eol"}})
+
+
+def test_end_to_end_and_reopen_in_new_process(tmp_path, model_dirs, llama_embedder):
+    cfg = store_config(model_dirs["llama"], tmp_path / "db")
+    col = open_collection(cfg, embedder=llama_embedder)
+    col.add(ids=[f"d{i}" for i in range(len(DOCS))], documents=DOCS)
+    here = col.query(query_texts=[DOCS[1], DOCS[3]], n_results=3)
+    assert [ids[0] for ids in here["ids"]] == ["d1", "d3"]  # exact duplicates rank first
+    assert col.configuration_json["hnsw"]["space"] == "cosine"
+
+    code = f"""
+import json, chromadb, promptembed.chroma
+client = chromadb.PersistentClient({str(tmp_path / "db")!r})
+col = client.get_collection("docs")  # no embedding function passed
+res = col.query(query_texts={[DOCS[1], DOCS[3]]!r}, n_results=3)
+ef = col.configuration["embedding_function"]
+print(json.dumps({{"ids": res["ids"], "distances": res["distances"],
+                   "ef": type(ef).__name__, "trc": ef.config.trust_remote_code}}))
+"""
+    out = json.loads(run_python(code).stdout.strip().splitlines()[-1])
+    assert out["ef"] == "PromptEmbeddingFunction" and out["trc"] is False
+    assert out["ids"] == here["ids"]
+    np.testing.assert_allclose(out["distances"], here["distances"], atol=1e-5)
+
+
+def _snapshot(client, name):
+    col = client.get_collection(name, embedding_function=None)
+    got = col.get(include=["embeddings", "documents", "metadatas"])
+    return col.metadata, col.configuration_json, got["ids"], np.asarray(got["embeddings"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"template": "eol"}, {"layer": -2}, {"query_template": "eol"}, {"model": "gpt2"}],
+    ids=["template", "layer", "query_template", "model"],
+)
+def test_conflicting_embedder_fails_and_leaves_collection(
+    tmp_path, model_dirs, embedder_factory, llama_embedder, change
+):
+    db = tmp_path / "db"
+    col = open_collection(store_config(model_dirs["llama"], db), embedder=llama_embedder)
+    col.add(ids=["a", "b"], documents=DOCS[:2])
+    client = chromadb.PersistentClient(str(db))
+    before = _snapshot(client, "docs")
+
+    arch = "gpt2" if change.get("model") == "gpt2" else "llama"
+    fields = {k: v for k, v in change.items() if k != "model"}
+    other = embedder_factory(arch, **fields)
+    with pytest.raises(EmbedderConflictError) as info:
+        open_collection(store_config(model_dirs[arch], db, **fields), embedder=other)
+    message = str(info.value)
+    assert "'docs'" in message and "differs in" in message
+    assert str(model_dirs["llama"]) in message and str(model_dirs[arch]) in message
+    key = next(iter(change))
+    assert key in message.split("differs in:")[1]
+
+    after = _snapshot(client, "docs")
+    assert after[0] == before[0] and after[1] == before[1] and after[2] == before[2]
+    np.testing.assert_array_equal(after[3], before[3])
+
+
+def test_foreign_collection_with_vectors_is_refused(tmp_path, model_dirs, llama_embedder):
+    db = tmp_path / "db"
+    client = chromadb.PersistentClient(str(db))
+    foreign = client.create_collection("docs", embedding_function=None)
+    foreign.add(ids=["x"], embeddings=[[0.1] * llama_embedder.dimension], documents=["x"])
+    with pytest.raises(EmbedderConflictError, match="another embedder"):
+        open_collection(store_config(model_dirs["llama"], db), embedder=llama_embedder)
+    assert client.get_collection("docs", embedding_function=None).metadata is None
+
+
+def test_same_embedder_reopens(tmp_path, model_dirs, llama_embedder):
+    cfg = store_config(model_dirs["llama"], tmp_path / "db")
+    open_collection(cfg, embedder=llama_embedder).add(ids=["a"], documents=["x"])
+    # Fields outside the identity (batch size, device) may change freely.
+    again = open_collection({**cfg, "embedder": {**cfg["embedder"], "batch_size": 3}})
+    assert again.count() == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real ``chroma run`` on 127.0.0.1; always terminated."""
+    exe = Path(sys.executable).with_name("chroma")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "chromadb.cli.cli"]
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [*cmd, "run", "--path", str(tmp_path / "server-db"), "--host", "127.0.0.1"]
+        + ["--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"chroma run exited early: {(tmp_path / 'server.log').read_text()}")
+            try:
+                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    pytest.fail("chroma run did not answer within 30 s")
+                time.sleep(0.3)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def test_server_mode(chroma_server, model_dirs, llama_embedder, embedder_factory):
+    cfg = {
+        "embedder": {"model": str(model_dirs["llama"]), "device": "cpu"},
+        "store": {"host": "127.0.0.1", "port": chroma_server, "collection": "docs"},
+    }
+    col = open_collection(cfg, embedder=llama_embedder)
+    col.add(ids=[f"d{i}" for i in range(len(DOCS))], documents=DOCS)
+    res = col.query(query_texts=[DOCS[2]], n_results=2)
+    assert res["ids"][0][0] == "d2"
+    # The server kept the function's config: a fresh client rebuilds it.
+    again = chromadb.HttpClient(host="127.0.0.1", port=chroma_server).get_collection("docs")
+    assert again.query(query_texts=[DOCS[2]], n_results=2)["ids"] == res["ids"]
+    other = embedder_factory("llama", template="eol")
+    bad = {**cfg, "embedder": {**cfg["embedder"], "template": "eol"}}
+    with pytest.raises(EmbedderConflictError):
+        open_collection(bad, embedder=other)
+    assert EmbedderConfig.model_validate(cfg["embedder"]).template == "ke"
