@@ -1,0 +1,485 @@
+"""Throughput of promptembed against its peers, as ratios, with agreement and a roofline.
+
+Runs, on the same texts and in float32 on the CPU, side by side:
+
+* ``promptembed``: :class:`promptembed.PromptEmbedder` (early exit, prefix KV reuse,
+  token-budget batching);
+* ``reference``: the paper's computation re-implemented faithfully:
+  ``AutoModelForCausalLM``, left padding, a fixed batch of 16 in input order,
+  ``output_hidden_states=True``, ``hidden_states[layer][:, -1]``;
+* ``llemb`` (PyPI), configured with the same template, layer and last-token pooling;
+* ``sentence-transformers``: ``Transformer`` over the same weights +
+  ``Pooling(pooling_mode="lasttoken")``, fed the full prompt (``eol`` only: it pools
+  the last layer and cannot express a suffix).
+
+Each system runs in its own subprocess (so its peak RSS is its own) and reports
+sentences/s, prompt tokens/s, peak RSS and time to the first embedding (from process
+start, imports and model load included). The parent prints each as a ratio to
+promptembed, the cosine of each system's vectors with the reference's, and a
+roofline: the FLOPs a sentence needs over the measured fp32 matmul rate.
+
+Example:
+    python benchmarks/bench_throughput.py --model smollm2-135m --template ke --data sts --n 512
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = {
+    "sts": ROOT.parent / "shared/data/stsb/stsb-en-dev.csv",
+    "scifact": ROOT.parent / "shared/data/scifact/corpus.jsonl",
+}
+SYSTEMS = ("promptembed", "reference", "llemb", "sentence-transformers")
+REF_BATCH = 16
+
+
+# -- inputs -------------------------------------------------------------------------------
+def load_texts(data: str, n: int, path: Path | None = None) -> list[str]:
+    """First ``n`` distinct STS-B dev sentences, or the first ``n`` SciFact documents."""
+    path = path or DATA[data]
+    texts: list[str] = []
+    if data == "sts":
+        seen: set[str] = set()
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                for s in row[:2]:
+                    if s not in seen and s != "s1" and s != "s2":
+                        seen.add(s)
+                        texts.append(s)
+    else:
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                doc = json.loads(line)
+                texts.append(f"{doc.get('title', '')} {doc.get('text', '')}".strip())
+                if len(texts) >= n:
+                    break
+    return texts[:n]
+
+
+def model_dir(model: str) -> Path:
+    """The converted (plain Hugging Face) directory of an offline alias, or a path."""
+    if Path(model).is_dir():
+        return Path(model)
+    from promptembed.loading import default_cache_dir
+
+    found = sorted((default_cache_dir() / "converted").glob(f"{model}-*"))
+    if not found:
+        sys.exit(f"no converted copy of {model}: run PromptEmbedder({model!r}) once first")
+    return found[-1]
+
+
+def fit_texts(texts: list[str], tokenizer: Any, template: Any, max_length: int) -> list[str]:
+    """Normalise each text and cut it (whole tokens) so its prompt fits ``max_length``.
+
+    Every system then gets the same, already fitting, text: no system truncates.
+    """
+    from promptembed.templates import normalize_sentence
+
+    def norm(t: str) -> str:
+        return normalize_sentence(t) if template.normalize else t
+
+    def size(t: str) -> int:
+        return len(tokenizer(template.render(t, normalize=False))["input_ids"])
+
+    out = []
+    for text in texts:
+        fitted = norm(text)
+        excess = size(fitted) - max_length
+        if excess > 0:
+            ends = [e for _, e in tokenizer(text, return_offsets_mapping=True)["offset_mapping"]]
+            keep = len(ends) - excess
+            while excess > 0 and keep > 0:
+                fitted = norm(text[: ends[keep - 1]])
+                excess = size(fitted) - max_length
+                keep -= max(excess, 1)
+        out.append(fitted)
+    return out
+
+
+# -- the systems (each runs in a worker subprocess) -----------------------------------------
+def _promptembed(spec: dict) -> Any:
+    from promptembed import PromptEmbedder
+
+    emb = PromptEmbedder(
+        spec["model"],
+        template=spec["template"],
+        device="cpu",
+        dtype="float32",
+        max_length=spec["max_length"],
+        normalize_text=False,  # the texts come normalised
+    )
+    return emb.embed
+
+
+def _reference(spec: dict) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from promptembed.templates import Template
+
+    template = Template.parse(spec["template"])
+    tok = AutoTokenizer.from_pretrained(spec["dir"])
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(spec["dir"], dtype=torch.float32).eval()
+
+    def encode(texts: list[str]) -> np.ndarray:
+        out = []
+        prompts = [template.render(t, normalize=False) for t in texts]
+        for i in range(0, len(prompts), REF_BATCH):
+            enc = tok(prompts[i : i + REF_BATCH], padding=True, return_tensors="pt")
+            with torch.no_grad():
+                states = model(**enc, output_hidden_states=True).hidden_states
+            out.append(states[template.layer][:, -1].float().numpy())
+        return np.concatenate(out)
+
+    return encode
+
+
+def _llemb(spec: dict) -> Any:
+    import torch
+    from llemb import Encoder
+
+    from promptembed.templates import Template
+
+    template = Template.parse(spec["template"])
+    enc = Encoder(spec["dir"], device="cpu", dtype=torch.float32)
+    # llemb's "ke" prompt is character for character ours; its "prompteol" writes
+    # "This Sentence", so for eol (and others) we pass our rendered prompt instead.
+    native = {"ke": "ke"}.get(spec["template"])
+
+    def encode(texts: list[str]) -> np.ndarray:
+        items = texts if native else [template.render(t, normalize=False) for t in texts]
+        vectors = enc.encode(
+            items,
+            prompt_template=native,
+            pooling_method="last_token",
+            layer_index=template.layer,
+            batch_size=REF_BATCH,
+        )
+        return vectors.float().numpy()
+
+    return encode
+
+
+def _sentence_transformers(spec: dict) -> Any:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
+
+    from promptembed.templates import Template
+
+    template = Template.parse(spec["template"])
+    if template.layer != -1:
+        raise SystemExit("sentence-transformers pools the last layer only (use --template eol)")
+    # Pin the plain text modality: sentence-transformers 6 otherwise routes text through
+    # the tokenizer's chat template (SmolLM2 ships one), which changes the prompt.
+    module = Transformer(
+        spec["dir"],
+        max_seq_length=spec["max_length"],
+        model_kwargs={"dtype": torch.float32},
+        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+        module_output_name="token_embeddings",
+    )
+    if module.tokenizer.pad_token is None:
+        module.tokenizer.pad_token = module.tokenizer.eos_token
+    pooling = Pooling(module.get_embedding_dimension(), pooling_mode="lasttoken")
+    st = SentenceTransformer(modules=[module, pooling], device="cpu")
+
+    def encode(texts: list[str]) -> np.ndarray:
+        prompts = [template.render(t, normalize=False) for t in texts]
+        return st.encode(prompts, convert_to_numpy=True)
+
+    return encode
+
+
+BUILDERS = {
+    "promptembed": _promptembed,
+    "reference": _reference,
+    "llemb": _llemb,
+    "sentence-transformers": _sentence_transformers,
+}
+
+
+def worker(system: str, spec_path: Path, vectors_path: Path) -> None:
+    """Build one system, time its first embedding and the whole run; print JSON."""
+    import resource
+
+    import psutil
+
+    started = psutil.Process().create_time()  # process start: imports and load count
+    import torch
+
+    if os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    spec = json.loads(spec_path.read_text())
+    texts = spec["texts"]
+    encode = BUILDERS[system](spec)
+    encode(texts[:1])
+    first = time.time() - started
+    t0 = time.perf_counter()
+    vectors = np.asarray(encode(texts), dtype=np.float32)
+    wall = time.perf_counter() - t0
+    np.save(vectors_path, vectors)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(
+        json.dumps(
+            {
+                "system": system,
+                "seconds": wall,
+                "first_embedding_s": first,
+                "peak_rss_mb": peak / 2**20,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
+
+
+# -- roofline ---------------------------------------------------------------------------------
+def matmul_gflops(seconds: float = 3.0) -> dict[str, float]:
+    """Measured fp32 matmul rate (GFLOP/s): a large square and a model-shaped product."""
+    import torch
+
+    rates = {}
+    shapes = {"square_2048": (2048, 2048, 2048), "ffn_4096x576x1536": (4096, 576, 1536)}
+    for name, (m, k, n) in shapes.items():
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        torch.mm(a, b)
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            torch.mm(a, b)
+            reps += 1
+        rates[name] = 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9
+    rates["peak"] = max(rates.values())
+    return rates
+
+
+def flops_per_prompt(config: Any, blocks: int, length: int, skip: int, lm_head: bool) -> float:
+    """FLOPs of one prompt: linear layers of ``blocks`` blocks on ``length - skip`` tokens,
+    causal attention of those tokens over all earlier ones, and optionally the LM head."""
+    c = config.get_text_config()
+    d, heads = c.hidden_size, c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or d // heads
+    kv = getattr(c, "num_key_value_heads", None) or heads
+    inter = getattr(c, "intermediate_size", None) or 4 * d
+    linear = d * heads * head_dim * 2 + 2 * d * kv * head_dim + 3 * d * inter
+    run = length - skip
+    attention = sum(4 * heads * head_dim * (p + 1) for p in range(skip, length))
+    total = blocks * (2 * linear * run + attention)
+    if lm_head:
+        total += 2 * d * c.vocab_size * length
+    return float(total)
+
+
+def roofline(spec: dict, token_counts: list[int], prefix_len: list[int], rate: float) -> dict:
+    """Minimal FLOPs per sentence (layers actually needed, prefix reused) vs matmul rate."""
+    from transformers import AutoConfig
+
+    from promptembed.forward import resolve_layer
+    from promptembed.templates import Template
+
+    config = AutoConfig.from_pretrained(spec["dir"])
+    n_layers = config.get_text_config().num_hidden_layers
+    blocks = resolve_layer(Template.parse(spec["template"]).layer, n_layers)
+    minimal = np.mean(
+        [flops_per_prompt(config, blocks, t, p, False) for t, p in zip(token_counts, prefix_len)]
+    )
+    whole = np.mean([flops_per_prompt(config, blocks, t, 0, False) for t in token_counts])
+    reference = np.mean([flops_per_prompt(config, n_layers, t, 0, True) for t in token_counts])
+    return {
+        "blocks_run": blocks,
+        "gflop_per_sentence_minimal": minimal / 1e9,
+        "gflop_per_sentence_no_prefix_reuse": whole / 1e9,
+        "gflop_per_sentence_reference_all_layers_lm_head": reference / 1e9,
+        "matmul_gflops": rate,
+        "roofline_sentences_per_s": rate * 1e9 / minimal,
+    }
+
+
+# -- the driver -------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> dict:
+    """Prepare the inputs, run every system in a subprocess, compare."""
+    from transformers import AutoTokenizer
+
+    from promptembed.prompts import PromptTokenizer
+    from promptembed.templates import Template
+
+    directory = model_dir(args.model)
+    template = Template.parse(args.template)
+    tok = AutoTokenizer.from_pretrained(directory)
+    texts = fit_texts(load_texts(args.data, args.n), tok, template, args.max_length)
+    prompts = [template.render(t, normalize=False) for t in texts]
+    ids = [tok(p)["input_ids"] for p in prompts]
+    prefix = PromptTokenizer(tok, template, args.max_length, normalize=False).prefix_ids
+    reused = [
+        len(prefix) if len(x) > len(prefix) and x[: len(prefix)] == prefix else 0 for x in ids
+    ]
+    tokens = sum(len(x) for x in ids)
+    spec = {
+        "model": args.model,
+        "dir": str(directory),
+        "template": args.template,
+        "max_length": args.max_length,
+        "texts": texts,
+    }
+    systems = [s for s in args.systems if s != "sentence-transformers" or template.layer == -1]
+    rates = matmul_gflops()
+    results: dict[str, dict] = {}
+    vectors: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        for system in systems:
+            out = Path(tmp) / f"{system}.npy"
+            cmd = [sys.executable, __file__, "--worker", system, str(spec_path), str(out)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                results[system] = {"error": proc.stderr.strip().splitlines()[-1:]}
+                print(f"{system} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r["sentences_per_s"] = len(texts) / r["seconds"]
+            r["tokens_per_s"] = tokens / r["seconds"]
+            results[system] = r
+            vectors[system] = np.load(out)
+    base = results.get("promptembed", {})
+    ref = vectors.get("reference")
+    roof = roofline(spec, [len(x) for x in ids], reused, rates["peak"])
+    for system, r in results.items():
+        if "error" in r:
+            continue
+        if base and "error" not in base:
+            # Ratios of promptembed to the system: > 1 means promptembed is faster/smaller.
+            r["promptembed_speedup"] = base["sentences_per_s"] / r["sentences_per_s"]
+            r["rss_ratio_to_promptembed"] = r["peak_rss_mb"] / base["peak_rss_mb"]
+            r["first_embedding_ratio_to_promptembed"] = (
+                r["first_embedding_s"] / base["first_embedding_s"]
+            )
+        r["fraction_of_roofline"] = r["sentences_per_s"] / roof["roofline_sentences_per_s"]
+        if ref is not None:
+            cos = cosine_rows(vectors[system], ref)
+            r["cosine_vs_reference_min"] = float(cos.min())
+            r["cosine_vs_reference_mean"] = float(cos.mean())
+    return {
+        "model": args.model,
+        "template": args.template,
+        "data": args.data,
+        "n": len(texts),
+        "max_length": args.max_length,
+        "prompt_tokens_mean": tokens / len(texts),
+        "prefix_tokens_reused": len(prefix),
+        "matmul_gflops": rates,
+        "roofline": roof,
+        "systems": results,
+        "machine": machine(),
+    }
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count and library versions."""
+    import importlib.metadata as md
+
+    cpu = platform.processor()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("torch", "transformers", "llemb", "sentence-transformers", "promptembed"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
+
+
+def report(res: dict) -> None:
+    """Print a readable table."""
+    roof = res["roofline"]
+    print(
+        f"{res['model']} template={res['template']} data={res['data']} n={res['n']} "
+        f"prompt tokens/text={res['prompt_tokens_mean']:.1f} (prefix reused: "
+        f"{res['prefix_tokens_reused']})"
+    )
+    head = (
+        f"{'system':<22}{'sent/s':>9}{'tok/s':>9}{'pe speedup':>11}{'RSS MB':>9}"
+        f"{'RSS/pe':>8}{'1st s':>7}{'1st/pe':>8}{'cos min':>10}{'roofline':>9}"
+    )
+    print(head)
+    for system, r in res["systems"].items():
+        if "error" in r:
+            print(f"{system:<22}FAILED: {r['error']}")
+            continue
+        print(
+            f"{system:<22}{r['sentences_per_s']:>9.2f}{r['tokens_per_s']:>9.0f}"
+            f"{r.get('promptembed_speedup', float('nan')):>10.2f}x{r['peak_rss_mb']:>9.0f}"
+            f"{r.get('rss_ratio_to_promptembed', float('nan')):>8.2f}"
+            f"{r['first_embedding_s']:>7.1f}"
+            f"{r.get('first_embedding_ratio_to_promptembed', float('nan')):>8.2f}"
+            f"{r.get('cosine_vs_reference_min', float('nan')):>10.6f}"
+            f"{r['fraction_of_roofline']:>8.1%}"
+        )
+    print(
+        f"roofline: {roof['gflop_per_sentence_minimal']:.3f} GFLOP/sentence minimal "
+        f"({roof['blocks_run']} blocks, prefix reused; "
+        f"{roof['gflop_per_sentence_no_prefix_reuse']:.3f} without reuse, "
+        f"{roof['gflop_per_sentence_reference_all_layers_lm_head']:.3f} for the reference's "
+        f"all layers + LM head) at {roof['matmul_gflops']:.0f} GFLOP/s fp32 matmul -> "
+        f"{roof['roofline_sentences_per_s']:.1f} sentences/s"
+    )
+
+
+def main() -> None:
+    """Command line."""
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="smollm2-135m", help="smollm2-135m, gemma-3-270m or a dir")
+    p.add_argument("--template", default="ke", choices=["eol", "ke"])
+    p.add_argument("--data", default="sts", choices=["sts", "scifact"])
+    p.add_argument("--n", type=int, default=512, help="number of texts")
+    p.add_argument("--max-length", type=int, default=512, help="max prompt tokens")
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--out", type=Path, help="also write JSON here (default benchmarks/results/)")
+    args = p.parse_args()
+    res = run(args)
+    out = args.out or ROOT / "benchmarks/results" / (
+        f"throughput-{Path(args.model).name}-{args.template}-{args.data}-n{args.n}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        report(res)
+
+
+if __name__ == "__main__":
+    main()
