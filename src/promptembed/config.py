@@ -6,12 +6,13 @@ TOML config file, the CLI and the config that Chroma persists with a collection.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from promptembed.templates import Template
 
@@ -165,8 +166,117 @@ class IndexConfig(BaseModel):
     chunk_overlap: int = Field(32, ge=0, description="Overlap between chunks.")
 
 
+class ServerConfig(BaseModel):
+    """The HTTP server (``promptembed serve``): address, limits, API key and batching.
+
+    Every limit answers with a 4xx JSON error when exceeded, never a crash. A request
+    may carry at most ``max_inputs_per_request`` texts, so that value must not exceed
+    ``max_queued_inputs`` (else such a request could never be accepted).
+
+    Example:
+        >>> cfg = ServerConfig(port=9000, max_inputs_per_request=64)
+        >>> cfg.host, cfg.port, cfg.max_chars_per_input
+        ('127.0.0.1', 9000, 100000)
+
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Interface to bind; 0.0.0.0 exposes the server."
+    )
+    port: int = Field(8080, ge=1, le=65535, description="TCP port to bind.")
+    model_name: str | None = Field(
+        None,
+        min_length=1,
+        description="Model id reported by /v1/models and in responses; default the "
+        "embedder's `model`. Requests may name any model: this server serves one.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="If set, every /v1 request needs `Authorization: Bearer <key>` "
+        "(compared in constant time). Prefer `api_key_env` over a key in a file.",
+    )
+    api_key_env: str | None = Field(
+        None,
+        min_length=1,
+        description="Name of an environment variable holding the API key; it must be set "
+        "when the server starts.",
+    )
+    max_inputs_per_request: int = Field(
+        2048, ge=1, description="Max texts in one request (413 above)."
+    )
+    max_chars_per_input: int = Field(
+        100_000, ge=1, description="Max characters in one text (413 above)."
+    )
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Max request body size in bytes (413 above)."
+    )
+    max_queued_inputs: int = Field(
+        8192,
+        ge=1,
+        description="Max texts accepted and not yet answered, over all requests; beyond "
+        "it a request gets 429 with Retry-After (back-pressure).",
+    )
+    max_batch_inputs: int = Field(
+        256,
+        ge=1,
+        description="Max texts gathered from concurrent requests into one embedding call "
+        "(a larger single request still runs whole).",
+    )
+    max_batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=10_000,
+        description="How long the batcher waits for more requests before running a batch "
+        "that is not full; 0 runs at once.",
+    )
+    retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
+    default_kind: Literal["document", "query"] = Field(
+        "document",
+        description="Template route for requests that do not send the `kind` extension field.",
+    )
+    graceful_shutdown_s: float = Field(
+        30.0, ge=0, description="On shutdown, how long in-flight requests may take to finish."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="uvicorn's log level."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ServerConfig:
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("server needs at most one of `api_key` or `api_key_env`")
+        if self.api_key is not None and not self.api_key.get_secret_value():
+            raise ValueError("server.api_key must not be empty")
+        if self.max_inputs_per_request > self.max_queued_inputs:
+            raise ValueError(
+                f"max_inputs_per_request ({self.max_inputs_per_request}) must not exceed "
+                f"max_queued_inputs ({self.max_queued_inputs})"
+            )
+        return self
+
+    def resolved_api_key(self) -> str | None:
+        """The API key to enforce, read from ``api_key`` or the ``api_key_env`` variable.
+
+        Raises:
+            ValueError: If ``api_key_env`` names a variable that is unset or empty.
+
+        """
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ValueError(
+                f"server.api_key_env names ${self.api_key_env}, which is unset or empty"
+            )
+        return value
+
+
 class Config(BaseModel):
-    """The whole configuration: embedder, optional store and indexing.
+    """The whole configuration: embedder, optional store, indexing and the server.
 
     Example:
         >>> cfg = load_config({"embedder": {"template": "eol"}, "store": {"path": "db"}})
@@ -180,6 +290,7 @@ class Config(BaseModel):
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     store: StoreConfig | None = None
     index: IndexConfig = Field(default_factory=IndexConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
 
 def load_config(source: str | Path | dict[str, Any] | Config) -> Config:

@@ -1,0 +1,464 @@
+"""The OpenAI-compatible server, started for real on a free loopback port.
+
+Every network call goes to 127.0.0.1, every loop and wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from promptembed.config import ServerConfig, load_config  # noqa: E402
+from promptembed.server import DynamicBatcher, QueueFullError, create_app  # noqa: E402
+
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+TEXTS = [
+    "A man is playing a guitar.",
+    "一个男人在弹吉他。",
+    "",
+    "Stocks fell sharply on Monday 📉",
+    "The cat sat on the mat.",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """A real uvicorn server on a thread (no signal handlers), stopped by ``stop``."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert self.thread.is_alive(), "server thread died during startup"
+            assert time.monotonic() < deadline, "server did not start in 60 s"
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 30) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "server did not stop"
+
+
+def server_config(model_dir: Path, **server: Any) -> dict[str, Any]:
+    limits = {
+        "api_key": KEY,
+        "max_inputs_per_request": 8,
+        "max_chars_per_input": 200,
+        "max_request_bytes": 8192,
+        "max_queued_inputs": 512,
+        "max_batch_wait_ms": 20,
+        "model_name": "tiny-llama",
+        **server,
+    }
+    return {"embedder": {"model": str(model_dir), "device": "cpu"}, "server": limits}
+
+
+@pytest.fixture(scope="module")
+def live(model_dirs) -> Iterator[LiveServer]:
+    """The tiny Llama served from its config: the embedder loads in the lifespan."""
+    srv = LiveServer(create_app(server_config(model_dirs["llama"])))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def ref(embedder_factory):
+    """The in-process embedder the server's vectors must equal."""
+    return embedder_factory("llama")
+
+
+def health(base: str) -> dict[str, Any]:
+    r = httpx.get(f"{base}/health", timeout=10)
+    assert r.status_code == 200
+    return r.json()
+
+
+# -- clients ------------------------------------------------------------------------------
+
+
+def test_openai_client_base64_and_float_equal_in_process(live, ref):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{live.base}/v1", api_key=KEY, max_retries=0, timeout=30)
+    expected = ref.embed(TEXTS)
+    # The client asks for base64 unless told otherwise, and decodes it.
+    got = client.embeddings.create(input=TEXTS, model="tiny-llama")
+    assert [d.index for d in got.data] == list(range(len(TEXTS)))
+    np.testing.assert_allclose(np.array([d.embedding for d in got.data]), expected, atol=1e-6)
+    assert got.usage.prompt_tokens > 0 and got.usage.total_tokens == got.usage.prompt_tokens
+    floats = client.embeddings.create(input=TEXTS[0], model="x", encoding_format="float")
+    np.testing.assert_allclose(floats.data[0].embedding, expected[0], atol=1e-6)
+    assert [m.id for m in client.models.list()] == ["tiny-llama"]
+    assert client.models.retrieve("tiny-llama").id == "tiny-llama"
+
+
+def test_response_is_exactly_openai_shape(live, ref):
+    r = httpx.post(
+        f"{live.base}/v1/embeddings", json={"input": TEXTS[:2], "model": "m"}, headers=AUTH
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert set(body) == {"object", "data", "model", "usage"}
+    assert body["object"] == "list" and body["model"] == "tiny-llama"
+    assert set(body["usage"]) == {"prompt_tokens", "total_tokens"}
+    for i, item in enumerate(body["data"]):
+        assert item.keys() == {"object", "index", "embedding"}
+        assert item["object"] == "embedding" and item["index"] == i
+        assert len(item["embedding"]) == ref.dimension
+    b64 = httpx.post(
+        f"{live.base}/v1/embeddings",
+        json={"input": TEXTS[1], "encoding_format": "base64", "kind": "query"},
+        headers=AUTH,
+    ).json()["data"][0]["embedding"]
+    vec = np.frombuffer(base64.b64decode(b64), dtype="<f4")
+    np.testing.assert_allclose(vec, ref.embed(TEXTS[1], kind="query"), atol=1e-6)
+
+
+def test_langchain_openai_embeddings(live, ref):
+    lco = pytest.importorskip("langchain_openai")
+    emb = lco.OpenAIEmbeddings(
+        base_url=f"{live.base}/v1",
+        api_key=KEY,
+        model="tiny-llama",
+        check_embedding_ctx_length=False,
+        chunk_size=8,
+        max_retries=0,
+    )
+    docs = TEXTS * 3  # 15 texts: LangChain splits them into requests of <= 8
+    np.testing.assert_allclose(emb.embed_documents(docs), ref.embed(docs), atol=1e-6)
+    np.testing.assert_allclose(emb.embed_query(TEXTS[0]), ref.embed(TEXTS[0]), atol=1e-6)
+
+
+def test_32_concurrent_clients_share_batches(live, ref):
+    clients, rounds = 32, 3
+    before = health(live.base)
+    barrier = threading.Barrier(clients, timeout=30)
+
+    def client(c: int) -> list[tuple[list[str], np.ndarray]]:
+        out = []
+        with httpx.Client(base_url=live.base, headers=AUTH, timeout=60) as http:
+            barrier.wait()
+            for r in range(rounds):
+                texts = [f"client {c} round {r} item {i}" for i in range(1 + (c + r) % 4)]
+                resp = http.post("/v1/embeddings", json={"input": texts, "model": "m"})
+                assert resp.status_code == 200, resp.text
+                out.append((texts, np.array([d["embedding"] for d in resp.json()["data"]])))
+        return out
+
+    with ThreadPoolExecutor(clients) as pool:
+        results = [f.result(timeout=120) for f in [pool.submit(client, c) for c in range(clients)]]
+    for per_client in results:
+        for texts, got in per_client:
+            np.testing.assert_allclose(got, ref.embed(texts), atol=1e-5)
+    after = health(live.base)
+    requests = after["requests"] - before["requests"]
+    assert requests == clients * rounds
+    assert after["batches"] - before["batches"] < requests  # requests were gathered
+    assert after["queued_inputs"] == 0
+
+
+# -- limits and errors: each a clear 4xx in OpenAI's shape, and the server stays up ----------
+
+
+def _post(base: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None):
+    headers = {**AUTH, **(headers or {})}
+    if isinstance(body, dict):
+        return httpx.post(f"{base}/v1/embeddings", json=body, headers=headers, timeout=30)
+    headers.setdefault("content-type", "application/json")
+    return httpx.post(f"{base}/v1/embeddings", content=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        ({"input": ["x"] * 9}, None, 413, "too_many_inputs"),
+        ({"input": ["ok", "y" * 201]}, None, 413, "input_too_long"),
+        (b'{"input": "' + b"z" * 9000 + b'"}', None, 413, "request_too_large"),
+        (b'{"input": ["unterminated', None, 400, "invalid_json"),
+        (b"[1, 2]", None, 400, None),
+        ({"model": "m"}, None, 400, None),
+        ({"input": [1, 2, 3]}, None, 400, "unsupported_input"),
+        ({"input": [[1, 2], [3]]}, None, 400, "unsupported_input"),
+        ({"input": []}, None, 400, None),
+        ({"input": "a", "dimensions": 7}, None, 400, "unsupported_dimensions"),
+        ({"input": "a", "encoding_format": "int8"}, None, 400, None),
+        (b'{"input": "\\ud800"}', None, 400, "invalid_unicode"),
+        ({"input": "a"}, {"Authorization": "Bearer wrong-key"}, 401, "invalid_api_key"),
+        ({"input": "a"}, {"Authorization": "Basic " + KEY}, 401, "invalid_api_key"),
+    ],
+    ids=[
+        "too-many-inputs",
+        "input-too-long",
+        "body-too-large",
+        "malformed-json",
+        "not-an-object",
+        "missing-input",
+        "token-ids",
+        "token-id-lists",
+        "empty-list",
+        "dimensions",
+        "encoding-format",
+        "lone-surrogate",
+        "wrong-key",
+        "not-bearer",
+    ],
+)
+def test_bad_request_gets_clear_4xx_and_server_stays_up(live, body, headers, status, code):
+    r = _post(live.base, body, headers)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"] and error["code"] == code
+    assert health(live.base)["status"] == "ok"
+
+
+def test_missing_key_and_unknown_routes(live):
+    r = httpx.post(f"{live.base}/v1/embeddings", json={"input": "a"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{live.base}/v1/models").status_code == 401
+    r = httpx.get(f"{live.base}/v1/models/other", headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert httpx.get(f"{live.base}/nowhere").json()["error"]["type"] == "not_found_error"
+    assert httpx.get(f"{live.base}/v1/embeddings", headers=AUTH).status_code == 405
+    schema = httpx.get(f"{live.base}/openapi.json").json()
+    assert {"/v1/embeddings", "/v1/models", "/health"} <= set(schema["paths"])
+
+
+def test_schemathesis_finds_no_server_error(live, tmp_path):
+    exe = shutil.which("schemathesis") or shutil.which("st")
+    if exe is None:
+        pytest.skip("schemathesis is not installed")
+    cmd = [
+        exe,
+        "run",
+        f"{live.base}/openapi.json",
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        "30",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "7",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--generation-database",
+        "none",
+        "--header",
+        f"Authorization: Bearer {KEY}",
+        "--no-color",
+    ]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_PROXY": "127.0.0.1"}
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=90, cwd=tmp_path, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert health(live.base)["status"] == "ok"
+
+
+# -- back-pressure and graceful shutdown ----------------------------------------------------
+
+
+class GatedEmbedder:
+    """Delegates to a real embedder, but each ``embed`` waits for ``gate`` (bounded)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.config = inner.config
+        self.tokenizer = inner.tokenizer
+        self.dimension = inner.dimension
+        self.gate = threading.Event()
+
+    def embed(self, texts: list[str], *, kind: str = "document") -> np.ndarray:
+        assert self.gate.wait(30), "test gate never opened"
+        return self.inner.embed(texts, kind=kind)
+
+
+def test_queue_full_gets_429_then_shutdown_drains_in_flight(model_dirs, ref):
+    gated = GatedEmbedder(ref)
+    cfg = server_config(
+        model_dirs["llama"], max_inputs_per_request=4, max_queued_inputs=8, max_batch_inputs=4
+    )
+    srv = LiveServer(create_app(cfg, embedder=gated))
+    stopped = False
+    try:
+        batches = [[f"held {i} {j}" for j in range(4)] for i in range(2)]
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(_post, srv.base, {"input": t}) for t in batches]
+            deadline = time.monotonic() + 20
+            while health(srv.base)["queued_inputs"] < 8:  # both requests accepted, gate shut
+                assert time.monotonic() < deadline, "requests were not queued"
+                time.sleep(0.02)
+            r = _post(srv.base, {"input": "one too many"})
+            assert r.status_code == 429, r.text
+            assert r.headers["retry-after"] == "1"
+            assert r.json()["error"]["code"] == "queue_full"
+            # Graceful shutdown while both are in flight: they must still be answered.
+            srv.server.should_exit = True
+            time.sleep(0.3)
+            assert srv.thread.is_alive() and not any(f.done() for f in held)
+            gated.gate.set()
+            for texts, future in zip(batches, held):
+                resp = future.result(timeout=30)
+                assert resp.status_code == 200, resp.text
+                got = np.array([d["embedding"] for d in resp.json()["data"]])
+                np.testing.assert_allclose(got, ref.embed(texts), atol=1e-6)
+        srv.stop()
+        stopped = True
+    finally:
+        gated.gate.set()
+        if not stopped:
+            srv.stop()
+
+
+async def test_batcher_gathers_in_order_and_drains_on_close(ref):
+    calls: list[int] = []
+
+    class Recording:
+        dimension = ref.dimension
+
+        def embed(self, texts: list[str], *, kind: str = "document") -> np.ndarray:
+            calls.append(len(texts))
+            time.sleep(0.02)
+            return ref.embed(texts, kind=kind)
+
+    batcher = DynamicBatcher(Recording(), max_queued_inputs=64, max_batch_wait_ms=10)
+    batcher.start()
+    jobs = [[f"text {i} {j}" for j in range(1 + i % 3)] for i in range(12)]
+    kinds = ["query" if i % 4 == 0 else "document" for i in range(12)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(batcher.submit(t, k) for t, k in zip(jobs, kinds))), 30
+    )
+    for texts, kind, (vectors, _) in zip(jobs, kinds, results):
+        np.testing.assert_allclose(vectors, ref.embed(texts, kind=kind), atol=1e-6)
+    assert len(calls) < len(jobs) and sum(calls) == sum(map(len, jobs))
+    with pytest.raises(QueueFullError):
+        await batcher.submit(["x"] * 65, "document")
+    pending = asyncio.ensure_future(batcher.submit(["drained on close"], "document"))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(batcher.close(), 30)
+    assert pending.done() and pending.result()[0].shape == (1, ref.dimension)
+    assert batcher.queued_inputs == 0
+
+
+# -- the CLI, the config and the optional extra -------------------------------------------------
+
+
+def test_cli_serve_answers_then_stops_on_sigterm(model_dirs, tmp_path, ref):
+    port = free_port()
+    toml = tmp_path / "promptembed.toml"
+    toml.write_text(
+        f'[embedder]\nmodel = "{model_dirs["llama"].as_posix()}"\ndevice = "cpu"\n'
+        '[server]\napi_key_env = "PROMPTEMBED_TEST_KEY"\nlog_level = "warning"\n'
+    )
+    env = {**os.environ, "PROMPTEMBED_TEST_KEY": KEY}
+    cmd = [sys.executable, "-c", "from promptembed.cli import app; app()", "serve"]
+    proc = subprocess.Popen(
+        [*cmd, "--config", str(toml), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "CLI server did not come up in 60 s"
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        r = _post(base, {"input": TEXTS[:2]})
+        assert r.status_code == 200
+        got = np.array([d["embedding"] for d in r.json()["data"]])
+        np.testing.assert_allclose(got, ref.embed(TEXTS[:2]), atol=1e-6)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode in (0, -signal.SIGTERM), out[-3000:]
+        assert "Traceback" not in out, out[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+
+
+def test_server_config_validation(monkeypatch):
+    cfg = load_config({"server": {"port": 9001, "api_key_env": "PE_KEY_FOR_TEST"}}).server
+    assert (cfg.host, cfg.port, cfg.max_inputs_per_request) == ("127.0.0.1", 9001, 2048)
+    assert cfg.max_chars_per_input == 100_000
+    monkeypatch.delenv("PE_KEY_FOR_TEST", raising=False)
+    with pytest.raises(ValueError, match="PE_KEY_FOR_TEST"):
+        cfg.resolved_api_key()
+    monkeypatch.setenv("PE_KEY_FOR_TEST", "s3cret")
+    assert cfg.resolved_api_key() == "s3cret"
+    assert "s3cret" not in repr(ServerConfig(api_key="s3cret"))
+    for bad in (
+        {"prot": 1},
+        {"api_key": "a", "api_key_env": "B"},
+        {"max_inputs_per_request": 10, "max_queued_inputs": 5},
+        {"default_kind": "passage"},
+        {"port": 0},
+    ):
+        with pytest.raises(ValidationError):
+            ServerConfig(**bad)
+
+
+def test_import_is_light_and_missing_extra_names_the_install():
+    code = (
+        "import sys, promptembed, promptembed.config\n"
+        "assert 'fastapi' not in sys.modules and 'uvicorn' not in sys.modules\n"
+        "sys.modules['fastapi'] = None\n"
+        "try:\n"
+        "    import promptembed.server\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'promptembed[server]'" in out.stdout, out.stdout + out.stderr
+
+
+def test_openapi_schema_documents_the_errors(live):
+    schema = httpx.get(f"{live.base}/openapi.json").json()
+    post = schema["paths"]["/v1/embeddings"]["post"]
+    assert {"200", "400", "401", "413", "429"} <= set(post["responses"])
+    assert json.dumps(schema)  # serialisable as served
