@@ -158,9 +158,9 @@ def chroma_server(tmp_path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "chromadb.cli.cli"]
     port = _free_port()
     log = (tmp_path / "server.log").open("w")
+    args = ["run", "--path", str(tmp_path / "server-db"), "--host", "127.0.0.1"]
     proc = subprocess.Popen(
-        [*cmd, "run", "--path", str(tmp_path / "server-db"), "--host", "127.0.0.1"]
-        + ["--port", str(port)],
+        [*cmd, *args, "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

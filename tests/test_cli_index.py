@@ -1,0 +1,93 @@
+"""The `index`, `query` and `demo` commands, and what importing the package pulls in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from _adapters import run_python
+from promptembed.cli import DEMO_QUERIES, app
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+runner = CliRunner()
+
+
+@pytest.fixture
+def toml(tmp_path, model_dirs) -> Path:
+    path = tmp_path / "promptembed.toml"
+    path.write_text(
+        f'[embedder]\nmodel = "{model_dirs["llama"].as_posix()}"\ndevice = "cpu"\n'
+        '[store]\npath = "db"\ncollection = "docs"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_index_then_query(toml, tmp_path):
+    corpus = EXAMPLES / "corpus"
+    first = runner.invoke(app, ["index", str(corpus), "--config", str(toml)])
+    assert first.exit_code == 0, first.output
+    assert "embedded" in first.output and (tmp_path / "db").is_dir()  # path relative to toml
+    second = runner.invoke(app, ["index", str(corpus), "--config", str(toml)])
+    assert second.exit_code == 0 and " 0 embedded" in second.output, second.output
+
+    text = (corpus / "lighthouses.txt").read_text(encoding="utf-8").strip()
+    out = runner.invoke(app, ["query", text, "-k", "3", "--config", str(toml), "--json"])
+    assert out.exit_code == 0, out.output
+    hits = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert hits[0]["source"] == "corpus/lighthouses.txt" and hits[0]["score"] > 0.999
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+    shown = runner.invoke(app, ["query", text, "-k", "2", "--config", str(toml)])
+    assert shown.exit_code == 0 and "1. " in shown.output and "lighthouses.txt" in shown.output
+
+
+def test_conflict_and_missing_store_exit_with_a_message(toml, tmp_path, model_dirs):
+    corpus = EXAMPLES / "corpus"
+    assert runner.invoke(app, ["index", str(corpus), "--config", str(toml)]).exit_code == 0
+    bad = runner.invoke(app, ["query", "x", "--config", str(toml), "--template", "eol"])
+    assert bad.exit_code == 2 and "differs in" in bad.output and "template" in bad.output
+    nostore = runner.invoke(app, ["query", "x", "--model", str(model_dirs["llama"])])
+    assert nostore.exit_code == 2 and "no store configured" in nostore.output
+
+
+def test_demo_runs_on_the_example_corpus(model_dirs, tmp_path):
+    out = runner.invoke(
+        app,
+        ["demo", "--model", str(model_dirs["llama"]), "--device", "cpu", "--store", str(tmp_path)],
+    )
+    assert out.exit_code == 0, out.output
+    assert "indexed 10 files" in out.output
+    for query in DEMO_QUERIES:
+        assert query in out.output
+    assert out.output.count(" 1. ") == len(DEMO_QUERIES)
+    assert any(q for q in DEMO_QUERIES if any("\u4e00" <= ch <= "\u9fff" for ch in q))
+
+
+def test_import_is_light_and_missing_extras_are_named():
+    code = """
+import sys, json
+import promptembed
+heavy = sorted({m.split(".")[0] for m in sys.modules
+                if m.split(".")[0] in ("chromadb", "langchain_core", "llama_index", "torch")})
+errors = {}
+for module, blocked in [("promptembed.chroma", "chromadb"),
+                        ("promptembed.langchain", "langchain_core"),
+                        ("promptembed.llama_index", "llama_index")]:
+    sys.modules[blocked] = None
+    try:
+        __import__(module)
+    except ImportError as e:
+        errors[module] = str(e)
+    del sys.modules[blocked]
+print(json.dumps({"heavy": heavy, "errors": errors}))
+"""
+    out = json.loads(run_python(code).stdout.strip().splitlines()[-1])
+    assert out["heavy"] == []
+    assert "pip install 'promptembed[chroma]'" in out["errors"]["promptembed.chroma"]
+    assert "pip install 'promptembed[langchain]'" in out["errors"]["promptembed.langchain"]
+    assert "pip install 'promptembed[llama-index]'" in out["errors"]["promptembed.llama_index"]
