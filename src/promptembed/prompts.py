@@ -14,6 +14,10 @@ from promptembed.templates import Template, normalize_sentence
 # A token is almost never longer than this many characters, so cutting a huge text
 # here first bounds tokenisation time without cutting anything that would fit.
 _CHARS_PER_TOKEN_BOUND = 32
+# Prompts are tokenised this many at a time: a fast tokenizer's batch output keeps
+# offsets, masks and token strings per token (~100 bytes each), so a whole 4096-text
+# stream chunk of long documents at once would cost hundreds of MB; only ids are kept.
+_TOKENIZE_BATCH = 256
 
 
 class PromptTokenizer:
@@ -65,8 +69,22 @@ class PromptTokenizer:
             texts = [normalize_sentence(t) for t in texts]
         limit = self.max_length * _CHARS_PER_TOKEN_BOUND
         cut = [t[:limit] for t in texts]
+        out: list[list[int]] = []
+        truncated = 0
+        for start in range(0, len(cut), _TOKENIZE_BATCH):
+            part = cut[start : start + _TOKENIZE_BATCH]
+            ids, n = self._encode_part(texts[start : start + _TOKENIZE_BATCH], part)
+            out.extend(ids)
+            truncated += n
+        return out, truncated
+
+    def _encode_part(
+        self, texts: Sequence[str], cut: Sequence[str]
+    ) -> tuple[list[list[int]], int]:
         prompts = [self.template.render(t, normalize=False) for t in cut]
-        batch = self.tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
+        batch = self.tokenizer(
+            prompts, add_special_tokens=True, return_attention_mask=False
+        )["input_ids"]
         out: list[list[int]] = []
         truncated = 0
         for original, text, ids in zip(texts, cut, batch):
