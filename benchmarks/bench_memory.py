@@ -178,7 +178,8 @@ def main() -> None:
             cmd = [
                 sys.executable, __file__, "--worker", str(model), str(texts), str(n),
                 str(Path(tmp) / f"vectors-{n}.f32"), "--max-length", str(args.max_length),
-                "--template", args.template, "--chunk-size", str(args.chunk_size), "--threads", str(args.threads),
+                "--template", args.template, "--chunk-size", str(args.chunk_size),
+                "--threads", str(args.threads),
             ]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
