@@ -34,7 +34,13 @@ _GET_PAGE = 5000
 
 @dataclass(frozen=True)
 class Chunk:
-    """One chunk of one source file."""
+    """One chunk of one source file.
+
+    Example:
+        >>> chunk_text("notes/a.txt", "Bees dance.")[0].source  # doctest: +SKIP
+        'notes/a.txt'
+
+    """
 
     id: str
     source: str
@@ -50,7 +56,13 @@ class Chunk:
 
 @dataclass
 class IndexStats:
-    """What an indexing run did."""
+    """What an indexing run did.
+
+    Example:
+        >>> index_paths(["corpus"], "promptembed.toml").embedded  # doctest: +SKIP
+        0
+
+    """
 
     files: int = 0
     chunks: int = 0
@@ -209,7 +221,13 @@ def index_paths(
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked chunk of a query."""
+    """One ranked chunk of a query; ``score`` is the cosine similarity.
+
+    Example:
+        >>> query("bees", "promptembed.toml", k=1)[0].source  # doctest: +SKIP
+        'corpus/honeybees.md'
+
+    """
 
     rank: int
     score: float

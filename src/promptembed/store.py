@@ -36,7 +36,15 @@ _EMBEDDERS_LOCK = threading.Lock()
 
 
 class EmbedderConflictError(ValueError):
-    """A collection was built by another embedder than the one used to open it."""
+    """A collection was built by another embedder than the one used to open it.
+
+    Example:
+        >>> open_collection({"embedder": {"template": "eol"},
+        ...                  "store": {"path": "db"}})  # doctest: +SKIP
+        Traceback (most recent call last):
+        EmbedderConflictError: collection 'promptembed' was built with embedder {...}
+
+    """
 
 
 def require(module: str, extra: str) -> Any:
