@@ -138,7 +138,7 @@ def embedder_factory(model_dirs):
     made: dict[tuple, PromptEmbedder] = {}
 
     def make(arch: str, **fields):
-        key = (arch, tuple(sorted(fields.items())))
+        key = (arch, repr(sorted(fields.items())))
         if key not in made:
             fields.setdefault("device", "cpu")
             made[key] = PromptEmbedder(str(model_dirs[arch]), **fields)

@@ -43,7 +43,8 @@ def test_cache_survives_a_new_embedder_but_not_a_new_template(tmp_path, model_di
 
 
 def test_cache_off_by_default(embedder_factory):
-    assert all(r.cache is None for r in embedder_factory("llama")._routes.values())
+    routes = embedder_factory("llama")._routes.values()
+    assert all(r.cache is None for members in routes for r in members)
 
 
 def test_in_memory_model_cannot_use_cache(model_dirs, tokenizer, tmp_path):

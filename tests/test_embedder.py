@@ -68,8 +68,8 @@ def test_embedding_does_not_depend_on_batch_neighbours(arch, embedder_factory):
 def test_prefix_cache_matches_full_computation(arch, embedder_factory):
     with_cache = embedder_factory(arch, template="ke", prefix_cache=True)
     without = embedder_factory(arch, template="ke", prefix_cache=False)
-    assert with_cache._routes["document"].forward.prefix is not None
-    assert without._routes["document"].forward.prefix is None
+    assert with_cache._routes["document"][0].forward.prefix is not None
+    assert without._routes["document"][0].forward.prefix is None
     a, b = with_cache.embed(TEXTS), without.embed(TEXTS)
     for x, y in zip(a, b):
         assert cosine(x, y) >= 0.9999
@@ -160,7 +160,7 @@ def test_truncation_keeps_suffix_and_warns(embedder_factory, reference):
     long_text = "the cat sat on the mat and looked at the horse " * 20
     with pytest.warns(UserWarning, match="1 of 2 texts were truncated"):
         vectors = emb.embed([long_text, "short"])
-    route = emb._routes["document"]
+    route = emb._routes["document"][0]
     ids, _ = route.prompts.encode([long_text])
     assert len(ids[0]) <= 40
     suffix = emb.tokenizer('" means in one word:"', add_special_tokens=False)["input_ids"]

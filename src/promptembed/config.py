@@ -58,12 +58,13 @@ class EmbedderConfig(BaseModel):
     gguf_file: str | None = Field(
         None, description="GGUF file name inside `model` when `model` is a directory or hub id."
     )
-    template: str = Field(
+    template: str | list[str] = Field(
         "ke",
-        description="Built-in name (eol, sth, sum, cot, ke, none) or a string with one {text}.",
+        description="Built-in name (eol, sth, sum, cot, ke, none, zh-eol, zh-cot, zh-ke) or a "
+        "string with one {text}; a list is an ensemble that averages its members' unit vectors.",
     )
-    query_template: str | None = Field(
-        None, description="Template for queries in retrieval; defaults to `template`."
+    query_template: str | list[str] | None = Field(
+        None, description="Template(s) for queries in retrieval; defaults to `template`."
     )
     layer: int | None = Field(
         None,
@@ -100,12 +101,36 @@ class EmbedderConfig(BaseModel):
         description="Directory of an on-disk embedding cache (diskcache); off when unset.",
     )
 
+    calibration: str | None = Field(
+        None,
+        description="Path of a fitted calibration file (`promptembed calibrate`), applied to "
+        "documents and queries alike; its name carries its content hash.",
+    )
+
     @field_validator("template", "query_template")
     @classmethod
-    def _check_template(cls, value: str | None) -> str | None:
-        if value is not None:
+    def _check_template(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a template ensemble needs at least one template")
+            for spec in value:
+                Template.parse(spec)
+        elif value is not None:
             Template.parse(value)
         return value
+
+    @property
+    def templates(self) -> list[str]:
+        """The document template(s) as a list (one item unless an ensemble)."""
+        return [self.template] if isinstance(self.template, str) else list(self.template)
+
+    @property
+    def query_templates(self) -> list[str]:
+        """The query template(s) as a list; the document ones when not set."""
+        if self.query_template is None:
+            return self.templates
+        q = self.query_template
+        return [q] if isinstance(q, str) else list(q)
 
     @field_validator("device")
     @classmethod
@@ -117,8 +142,14 @@ class EmbedderConfig(BaseModel):
         return value
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the vectors (what a collection must agree on)."""
-        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
+        """The fields that determine the vectors (what a collection must agree on).
+
+        A calibration is identified by its file name, which carries its content hash,
+        so the same file reached by another path is the same calibration.
+        """
+        out = {name: getattr(self, name) for name in IDENTITY_FIELDS}
+        out["calibration"] = Path(self.calibration).name if self.calibration else None
+        return out
 
     def stored(self) -> dict[str, Any]:
         """The fields safe to persist next to a collection: never ``trust_remote_code``."""

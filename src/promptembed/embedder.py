@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from promptembed.cache import EmbeddingCache
+    from promptembed.calibration import Calibration
     from promptembed.forward import LayerForward
     from promptembed.loading import LoadedModel
     from promptembed.prompts import PromptTokenizer
@@ -113,14 +114,26 @@ class PromptEmbedder:
         self.config = config
         self._loaded = loaded
         self._lock = threading.Lock()  # one forward at a time: hooks and caches are shared
-        doc = self._route(config.template)
-        query = config.query_template
-        self._routes: dict[Kind, _Route] = {
-            "document": doc,
-            "query": doc if query in (None, config.template) else self._route(query),
-        }
+        built: dict[str, _Route] = {}  # a template used by both kinds is built once
 
-    def _route(self, spec: str) -> _Route:
+        def ensemble(specs: list[str]) -> list[_Route]:
+            for spec in specs:
+                if spec not in built:
+                    built[spec] = self._route(spec)
+            return [built[spec] for spec in specs]
+
+        self._routes: dict[Kind, list[_Route]] = {
+            "document": ensemble(config.templates),
+            "query": ensemble(config.query_templates),
+        }
+        self._calibration: Calibration | None = None
+        if config.calibration:
+            from promptembed.calibration import Calibration
+
+            self._calibration = Calibration.load(config.calibration)
+            self._calibration.check(self.config, self.hidden_size)
+
+    def _route(self, spec: str, layers: list[int] | None = None) -> _Route:
         from promptembed.forward import LayerForward
         from promptembed.prompts import PromptTokenizer
 
@@ -133,12 +146,13 @@ class PromptEmbedder:
         candidates = (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id)
         pad = next((t for t in candidates if t is not None and 0 <= t < vocab), 0)
         layer = cfg.layer if cfg.layer is not None else template.layer
-        forward = LayerForward(self._loaded.model, layer, cfg.pooling, pad_id=pad)
+        chosen: int | list[int] = layers if layers is not None else layer
+        forward = LayerForward(self._loaded.model, chosen, cfg.pooling, pad_id=pad)
         if cfg.prefix_cache and prompts.prefix_ids:
             with self._lock:
                 forward.set_prefix(prompts.prefix_ids)
         cache = None
-        if cfg.embedding_cache:
+        if cfg.embedding_cache and layers is None:
             from promptembed.cache import EmbeddingCache
 
             if self._loaded.fingerprint == "in-memory":
@@ -169,9 +183,19 @@ class PromptEmbedder:
         return self._loaded.tokenizer
 
     @property
-    def dimension(self) -> int:
-        """Length of each embedding vector."""
+    def hidden_size(self) -> int:
+        """Width of the model's hidden states (the vector before any calibration)."""
         return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def dimension(self) -> int:
+        """Length of each embedding vector (reduced if a calibration says so)."""
+        return self._calibration.dimension if self._calibration else self.hidden_size
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The fitted post-processing applied to every vector, if configured."""
+        return self._calibration
 
     @property
     def device(self) -> torch.device:
@@ -240,7 +264,8 @@ class PromptEmbedder:
             texts = check_texts(texts)
         from tqdm.auto import tqdm
 
-        total = len(texts) if isinstance(texts, Sequence) else None
+        members = len(self._routes[kind])  # an ensemble runs each text once per template
+        total = len(texts) * members if isinstance(texts, Sequence) else None
         with tqdm(total=total, disable=not self.config.show_progress, unit="text") as bar:
             chunk: list[str] = []
             offset = 0
@@ -254,14 +279,54 @@ class PromptEmbedder:
                 yield self._embed_chunk(check_texts_at(chunk, offset), kind, batch_size, bar)
 
     def _embed_chunk(
-        self, texts: list[str], kind: Kind, batch_size: int | None, bar: Any
+        self, texts: list[str], kind: Kind, batch_size: int | None, bar: Any, raw: bool = False
     ) -> np.ndarray:
-        route = self._routes[kind]
+        members = [self._cached(r, texts, batch_size, bar) for r in self._routes[kind]]
+        if len(members) == 1 and self._calibration is None:
+            vectors = members[0]  # a single template: the pooled state itself
+        else:
+            # An ensemble averages unit vectors so that no template dominates by scale.
+            vectors = np.mean([_unit(m) for m in members], axis=0).astype(np.float32)
+        if raw:
+            return vectors
+        if self._calibration is not None:
+            vectors = self._calibration.apply(vectors)
+        return _unit(vectors) if self.config.normalize_embeddings else vectors
+
+    def embed_raw(self, texts: Sequence[str], *, kind: Kind = "document") -> np.ndarray:
+        """Vectors before calibration and final normalisation (what a calibration is fit on)."""
+        items = check_texts(texts)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(items), disable=not self.config.show_progress, unit="text") as bar:
+            chunks = [
+                self._embed_chunk(items[i : i + _STREAM_CHUNK], kind, None, bar, raw=True)
+                for i in range(0, len(items), _STREAM_CHUNK)
+            ]
+        return np.concatenate(chunks) if chunks else np.empty((0, self.hidden_size), np.float32)
+
+    def embed_layers(
+        self, texts: Sequence[str], template: str, layers: Sequence[int]
+    ) -> np.ndarray:
+        """Pooled states of several layers in one pass per batch: ``(n, len(layers), hidden)``.
+
+        Used by layer search; vectors are not normalised or calibrated.
+        """
+        items = check_texts(texts)
+        route = self._route(template, layers=list(layers))
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(items), disable=not self.config.show_progress, unit="text") as bar:
+            return self._compute(route, items, None, bar)
+
+    def _cached(
+        self, route: _Route, texts: list[str], batch_size: int | None, bar: Any
+    ) -> np.ndarray:
         if route.cache is None:
             return self._compute(route, texts, batch_size, bar)
         hits = route.cache.get(texts)
         missing = [i for i, hit in enumerate(hits) if hit is None]
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        out = np.empty((len(texts), self.hidden_size), dtype=np.float32)
         for i, hit in enumerate(hits):
             if hit is not None:
                 out[i] = hit
@@ -275,9 +340,10 @@ class PromptEmbedder:
     def _compute(
         self, route: _Route, texts: list[str], batch_size: int | None, bar: Any
     ) -> np.ndarray:
-        import torch
-
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        """Raw pooled float32 vectors for one route, in input order."""
+        fwd = route.forward
+        shape = (len(fwd.layers), self.hidden_size) if fwd.multi else (self.hidden_size,)
+        out = np.empty((len(texts), *shape), dtype=np.float32)
         if not texts:
             return out
         ids, truncated = route.prompts.encode(texts)
@@ -285,9 +351,8 @@ class PromptEmbedder:
             warnings.warn(
                 f"{truncated} of {len(texts)} texts were truncated to fit max_length="
                 f"{self.config.max_length} tokens (the template's suffix is kept)",
-                stacklevel=3,
+                stacklevel=4,
             )
-        fwd = route.forward
         cached = [fwd.uses_prefix(x) for x in ids]
         skip = len(fwd.prefix.ids) if fwd.prefix is not None else 0
         lengths = [len(x) - skip if c else len(x) for x, c in zip(ids, cached)]
@@ -301,11 +366,15 @@ class PromptEmbedder:
                 index = [members[b] for b in batch]
                 with self._lock:
                     vectors = fwd([ids[i] for i in index], with_prefix=group)
-                    if self.config.normalize_embeddings:
-                        vectors = torch.nn.functional.normalize(vectors, dim=-1)
                     out[index] = vectors.cpu().numpy()  # one host copy per batch
                 bar.update(len(index))
         return out
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def check_texts_at(texts: list[Any], offset: int) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from promptembed.templates import Template, normalize_sentence
+from promptembed.templates import NORMALIZERS, Template
 
 # A token is almost never longer than this many characters, so cutting a huge text
 # here first bounds tokenisation time without cutting anything that would fit.
@@ -66,7 +66,8 @@ class PromptTokenizer:
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
         """Token ids of each text's prompt, and how many texts were truncated."""
         if self.normalize:
-            texts = [normalize_sentence(t) for t in texts]
+            normalize = NORMALIZERS[self.template.normalizer]
+            texts = [normalize(t) for t in texts]
         limit = self.max_length * _CHARS_PER_TOKEN_BOUND
         cut = [t[:limit] for t in texts]
         out: list[list[int]] = []

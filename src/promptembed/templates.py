@@ -7,7 +7,7 @@ arXiv 2307.16645) exactly, including the reference code's sentence normalisation
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PLACEHOLDER = "{text}"
 
@@ -32,6 +32,33 @@ def normalize_sentence(text: str) -> str:
     return text
 
 
+_ZH_END = "。！？.!?'\"」』”’…"
+
+
+def normalize_sentence_zh(text: str) -> str:
+    """The reference normalisation carried over to Chinese punctuation.
+
+    Strips outer whitespace, ends the sentence with ``。`` unless it already ends in
+    sentence-final punctuation (Chinese or ASCII), turns the quotes that would clash
+    with the template's ``“”`` into ``「」`` and a final question mark into ``。``.
+
+    Example:
+        >>> normalize_sentence_zh('他说“好”吗？')
+        '他说「好」吗。'
+    """
+    text = text.strip()
+    if text and text[-1] not in _ZH_END:
+        text += "。"
+    text = text.replace("“", "「").replace("”", "」").replace('"', "'")
+    if text and text[-1] in "？?":
+        text = text[:-1] + "。"
+    return text
+
+
+NORMALIZERS = {"en": normalize_sentence, "zh": normalize_sentence_zh}
+"""Sentence normalisers by name: ``en`` is the paper's reference rule."""
+
+
 @dataclass(frozen=True)
 class Template:
     """A prompt template with its default pooled layer.
@@ -43,7 +70,8 @@ class Template:
         suffix: Text after the sentence; its last token is the one pooled.
         layer: Default hidden layer, indexed as transformers' ``hidden_states``
             (``-1`` is the last layer after the final norm, ``-2`` the one before).
-        normalize: Whether the reference sentence normalisation is applied.
+        normalize: Whether the sentence normalisation is applied.
+        normalizer: Which one (a key of :data:`NORMALIZERS`): ``en`` is the paper's.
 
     Example:
         >>> t = Template.parse("eol")
@@ -59,6 +87,7 @@ class Template:
     suffix: str
     layer: int = -1
     normalize: bool = True
+    normalizer: str = "en"
 
     @property
     def text(self) -> str:
@@ -77,7 +106,7 @@ class Template:
 
         """
         if normalize if normalize is not None else self.normalize:
-            text = normalize_sentence(text)
+            text = NORMALIZERS[self.normalizer](text)
         return (self.prefix + text + self.suffix).strip()
 
     @classmethod
@@ -85,8 +114,8 @@ class Template:
         """Return a built-in by name or build a custom template from a string.
 
         Args:
-            spec: A built-in name (see :data:`BUILTIN_TEMPLATES`) or any string
-                with exactly one ``{text}``.
+            spec: A built-in name (see :data:`BUILTIN_TEMPLATES`), optionally with
+                ``@layer`` (``"ke@-5"``), or any string with exactly one ``{text}``.
 
         Raises:
             ValueError: If ``spec`` is neither, saying why and listing the built-ins.
@@ -98,6 +127,10 @@ class Template:
             raise TypeError(f"template must be a string, got {type(spec).__name__}: {spec!r}")
         if spec in BUILTIN_TEMPLATES:
             return BUILTIN_TEMPLATES[spec]
+        name, at, layer = spec.rpartition("@")
+        if at and name in BUILTIN_TEMPLATES and layer.lstrip("-").isdigit():
+            # "ke@-5": a built-in pooled from another layer (what `tune` writes).
+            return replace(BUILTIN_TEMPLATES[name], name=spec, layer=int(layer))
         count = spec.count(PLACEHOLDER)
         if count != 1:
             why = "has no" if count == 0 else f"has {count}"
@@ -130,5 +163,19 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
     "ke": Template("ke", _KE_INTRO + 'this sentence : "', '" means in one word:"', layer=-2),
     # The raw text with no prompt: the baseline the paper improves on.
     "none": Template("none", "", "", layer=-1, normalize=False),
+    # Chinese counterparts of eol/cot/ke, written as natural Chinese (chosen on zh dev).
+    "zh-eol": Template("zh-eol", "这句话：“", "”用一个词来概括就是：“", layer=-1, normalizer="zh"),
+    "zh-cot": Template(
+        "zh-cot", "经过一步一步的思考，这句话：“", "”用一个词来概括就是：“", layer=-2,
+        normalizer="zh",
+    ),
+    "zh-ke": Template(
+        "zh-ke",
+        "一个句子的核心意思通常由它的主语和动作体现，而修饰性的词语只提供次要的细节。"
+        "考虑到这一点，这句话：“",
+        "”用一个词来概括就是：“",
+        layer=-2,
+        normalizer="zh",
+    ),
 }
 """The built-in templates, keyed by name."""

@@ -1,0 +1,172 @@
+"""Training-free calibration: mean-centering or whitening fitted on unlabeled text.
+
+Raw LLM hidden states are anisotropic: they share a large common direction, which
+crowds every cosine towards 1. Subtracting the mean of a sample of the user's own
+text (and optionally whitening, and keeping the top-k directions) spreads them out.
+The fitted transform is a small ``.npz`` file whose name carries its content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from promptembed.config import EmbedderConfig
+
+Method = Literal["center", "whiten"]
+# The embedder fields a calibration was fitted under; any change invalidates it.
+_FIT_FIELDS = ("model", "gguf_file", "template", "layer", "pooling", "normalize_text")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+@dataclass
+class Calibration:
+    """A fitted affine post-processing ``(unit(x) - mean) @ projection``.
+
+    Args:
+        method: ``center`` (subtract the mean; with ``dims``, keep the top principal
+            directions) or ``whiten`` (also scale each direction to unit variance).
+        mean: ``(hidden,)`` sample mean of the unit vectors.
+        projection: ``(hidden, k)`` matrix, or ``None`` for plain centering.
+        fitted_on: The embedder fields it was fitted under, and sample facts.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> cal = Calibration.fit(rng.normal(size=(200, 8)) + 5.0, method="whiten", dims=4)
+        >>> cal.apply(rng.normal(size=(3, 8))).shape
+        (3, 4)
+    """
+
+    method: Method
+    mean: np.ndarray
+    projection: np.ndarray | None = None
+    fitted_on: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dimension(self) -> int:
+        """Output length."""
+        return int(self.projection.shape[1] if self.projection is not None else len(self.mean))
+
+    @classmethod
+    def fit(
+        cls,
+        vectors: np.ndarray,
+        *,
+        method: Method = "center",
+        dims: int | None = None,
+        fitted_on: dict[str, Any] | None = None,
+    ) -> Calibration:
+        """Fit on sample vectors (rows), which are first scaled to unit length.
+
+        Raises:
+            ValueError: On an unknown method, too few samples, or ``dims`` out of range.
+        """
+        if method not in ("center", "whiten"):
+            raise ValueError(f"method must be 'center' or 'whiten', got {method!r}")
+        x = _unit(np.asarray(vectors, dtype=np.float64))
+        n, d = x.shape
+        if n < 2:
+            raise ValueError(f"calibration needs at least 2 sample texts, got {n}")
+        rank = min(n - 1, d)
+        if dims is not None and not 1 <= dims <= rank:
+            raise ValueError(f"dims must be in 1..{rank} for {n} samples of width {d}, got {dims}")
+        mean = x.mean(axis=0)
+        projection = None
+        if method == "whiten" or dims is not None:
+            _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+            k = dims or rank
+            projection = vt[:k].T
+            if method == "whiten":
+                std = s[:k] / np.sqrt(n - 1)
+                projection = projection / np.maximum(std, 1e-6 * std[0])
+        meta = {**(fitted_on or {}), "samples": n, "method": method, "dims": dims}
+        return cls(method, mean.astype(np.float32),
+                   None if projection is None else projection.astype(np.float32), meta)
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        """Transform rows; float32 out."""
+        x = _unit(np.asarray(vectors, dtype=np.float32)) - self.mean
+        return (x @ self.projection if self.projection is not None else x).astype(np.float32)
+
+    # -- files ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``calibration-<sha256[:12]>.npz`` into ``directory``; return its path."""
+        buffer = io.BytesIO()
+        arrays = {"mean": self.mean, "meta": np.array(json.dumps(self.fitted_on, default=str))}
+        if self.projection is not None:
+            arrays["projection"] = self.projection
+        np.savez(buffer, **arrays)
+        blob = buffer.getvalue()
+        digest = hashlib.sha256(blob).hexdigest()[:12]
+        target = Path(directory) / f"calibration-{digest}.npz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        """Read a calibration file, checking that its content matches the hash in its name.
+
+        Raises:
+            FileNotFoundError: If the file is missing.
+            ValueError: If the content does not match the name's hash.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"calibration file not found: {path}")
+        blob = path.read_bytes()
+        digest = hashlib.sha256(blob).hexdigest()[:12]
+        if path.stem.startswith("calibration-") and path.stem != f"calibration-{digest}":
+            raise ValueError(
+                f"calibration file {path.name} does not match its content hash ({digest}); "
+                "it was modified or truncated, refit it with `promptembed calibrate`"
+            )
+        with np.load(io.BytesIO(blob)) as data:
+            meta = json.loads(str(data["meta"]))
+            projection = data["projection"] if "projection" in data else None
+            return cls(meta.get("method", "center"), data["mean"], projection, meta)
+
+    def check(self, config: EmbedderConfig, hidden_size: int) -> None:
+        """Refuse to apply a calibration fitted under another embedder.
+
+        Raises:
+            ValueError: Naming the fields that differ, with both values.
+        """
+        if len(self.mean) != hidden_size:
+            raise ValueError(
+                f"calibration was fitted on {len(self.mean)}-wide vectors, but this model's "
+                f"are {hidden_size}-wide"
+            )
+        diff = {
+            name: (self.fitted_on[name], getattr(config, name))
+            for name in _FIT_FIELDS
+            if name in self.fitted_on and self.fitted_on[name] != _plain(getattr(config, name))
+        }
+        if diff:
+            details = "; ".join(f"{k}: fitted {a!r}, configured {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"calibration does not match this embedder ({details}); refit it")
+
+
+def _plain(value: Any) -> Any:
+    """Config values as they round-trip through JSON (tuples become lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def fit_fields(config: EmbedderConfig) -> dict[str, Any]:
+    """The embedder fields recorded in a calibration file."""
+    return {name: _plain(getattr(config, name)) for name in _FIT_FIELDS}
