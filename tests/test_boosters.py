@@ -153,7 +153,8 @@ def test_chinese_normaliser(raw, expected):
 
 
 def test_chinese_templates_render():
-    assert Template.parse("zh-eol").render("今天天气很好") == "这句话：“今天天气很好。”用一个词来概括就是：“"
+    rendered = Template.parse("zh-eol").render("今天天气很好")
+    assert rendered == "这句话：“今天天气很好。”用一个词来概括就是：“"
     assert Template.parse("zh-ke").layer == -2 and Template.parse("zh-cot").layer == -2
 
 

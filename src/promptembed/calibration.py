@@ -138,7 +138,7 @@ class Calibration:
             )
         with np.load(io.BytesIO(blob)) as data:
             meta = json.loads(str(data["meta"]))
-            projection = data["projection"] if "projection" in data else None
+            projection = data["projection"] if "projection" in data.files else None
             return cls(meta.get("method", "center"), data["mean"], projection, meta)
 
     def check(self, config: EmbedderConfig, hidden_size: int) -> None:
@@ -158,7 +158,9 @@ class Calibration:
             if name in self.fitted_on and self.fitted_on[name] != _plain(getattr(config, name))
         }
         if diff:
-            details = "; ".join(f"{k}: fitted {a!r}, configured {b!r}" for k, (a, b) in diff.items())
+            details = "; ".join(
+                f"{k}: fitted {a!r}, configured {b!r}" for k, (a, b) in diff.items()
+            )
             raise ValueError(f"calibration does not match this embedder ({details}); refit it")
 
 
