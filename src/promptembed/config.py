@@ -348,6 +348,12 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     data = tomllib.loads(path.read_text(encoding="utf-8"))
+    embedder = data.get("embedder")
+    if isinstance(embedder, dict) and isinstance(embedder.get("calibration"), str):
+        # A calibration file sits next to its config; keep relative references working.
+        calibration = Path(embedder["calibration"]).expanduser()
+        if not calibration.is_absolute():
+            embedder["calibration"] = str((path.parent / calibration).resolve())
     store = data.get("store")
     if isinstance(store, dict) and isinstance(store.get("path"), str):
         store_path = Path(store["path"]).expanduser()

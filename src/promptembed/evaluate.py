@@ -206,6 +206,32 @@ def evaluate_retrieval(
     )
 
 
+def read_texts(paths: Sequence[str | Path], limit: int | None = None, seed: int = 0) -> list[str]:
+    """Distinct texts from sample files, for fitting a calibration.
+
+    ``.csv`` files are read as STS pairs (both sentences), ``.jsonl`` as BEIR rows
+    (title + text), anything else as one text per non-empty line. With ``limit``, a
+    seeded random subset of that size is returned.
+    """
+    seen: dict[str, None] = {}
+    for path in paths:
+        suffix = Path(path).suffix
+        if suffix == ".csv":
+            items = [s for a, b, _ in read_sts(path) for s in (a, b)]
+        elif suffix == ".jsonl":
+            with open(path, encoding="utf-8") as fh:
+                rows = [json.loads(line) for line in fh if line.strip()]
+            items = [" ".join(p for p in (r.get("title"), r.get("text")) if p) for r in rows]
+        else:
+            items = [line.strip() for line in iter_lines(path)]
+        seen.update(dict.fromkeys(t for t in items if t.strip()))
+    texts = list(seen)
+    if limit is not None and len(texts) > limit:
+        rng = np.random.default_rng(seed)
+        texts = [texts[i] for i in sorted(rng.choice(len(texts), limit, replace=False))]
+    return texts
+
+
 def iter_lines(path: str | Path) -> Iterable[str]:
     """Yield the lines of a text file without their newline (for streaming embeds)."""
     with open(path, encoding="utf-8") as fh:

@@ -1,0 +1,122 @@
+"""`promptembed calibrate` and `promptembed tune` on a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from promptembed import PromptEmbedder, load_config
+from promptembed.calibration import Calibration
+from promptembed.cli import app
+from promptembed.tune import tune
+
+PAIRS = [
+    ("A man is playing a guitar.", "A man plays the guitar.", 5.0),
+    ("A child rides a horse.", "A kid is riding a horse.", 4.6),
+    ("The cat sat on the mat.", "Stocks fell sharply on Monday.", 0.0),
+    ("A woman is slicing onions.", "Someone cuts an onion.", 4.0),
+    ("Rain is expected tomorrow.", "A man is playing a guitar.", 0.2),
+    ("The dog barks.", "A dog is barking loudly.", 4.2),
+]
+SAMPLE = [
+    f"unlabeled sentence {i} about {w}."
+    for i, w in enumerate(["birds", "trains", "bread", "tax", "snow", "jazz", "tea", "code"] * 3)
+]
+
+
+@pytest.fixture
+def config_file(tmp_path, model_dirs):
+    path = tmp_path / "pe.toml"
+    path.write_text(
+        "# my settings\n[embedder]\n"
+        f"model = {str(model_dirs['llama'])!r}\ntemplate = 'eol'\ndevice = 'cpu'\n"
+    )
+    return path
+
+
+def test_tune_scores_every_template_layer_and_ensemble(embedder_factory):
+    emb = embedder_factory("llama")
+    result = tune(
+        emb, PAIRS, templates=["eol", "ke"], layers=[-1, -2], sample=SAMPLE, max_ensemble=2
+    )
+    keys = {c.templates for c in result.candidates}
+    assert {("eol@-1",), ("eol@-2",), ("ke@-1",), ("ke@-2",)} <= keys
+    assert any(len(k) == 2 for k in keys)
+    assert {c.calibrated for c in result.candidates} == {True, False}
+    scores = [c.spearman for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+    # A single candidate's score is what an embedder configured that way gets.
+    from promptembed.evaluate import evaluate_sts
+
+    single = next(c for c in result.candidates if c.templates == ("ke@-2",) and not c.calibrated)
+    direct = evaluate_sts(embedder_factory("llama", template="ke@-2"), PAIRS).spearman
+    assert single.spearman == pytest.approx(direct, abs=0.01)
+
+
+def test_calibrate_cli_writes_hashed_file_and_config(config_file):
+    sample = config_file.parent / "sample.txt"
+    sample.write_text("\n".join(SAMPLE))
+    result = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            str(sample),
+            "--config",
+            str(config_file),
+            "--method",
+            "whiten",
+            "--dims",
+            "6",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    text = config_file.read_text()
+    assert "# my settings" in text  # comments survive
+    cfg = load_config(config_file)
+    assert cfg.embedder.calibration and cfg.embedder.calibration.endswith(".npz")
+    emb = PromptEmbedder(config=cfg.embedder)
+    assert emb.dimension == 6
+    cal = Calibration.load(cfg.embedder.calibration)
+    base = PromptEmbedder(config=cfg.embedder.model_copy(update={"calibration": None}))
+    expected = cal.apply(base.embed_raw(["hello there"]))
+    np.testing.assert_allclose(
+        emb.embed(["hello there"]), expected / np.linalg.norm(expected), atol=1e-5
+    )
+
+
+def test_tune_cli_writes_a_working_winner(config_file, tmp_path):
+    dev = tmp_path / "dev.csv"
+    dev.write_text("\n".join(f'"{a}","{b}",{s}' for a, b, s in PAIRS) + "\n")
+    sample = tmp_path / "sample.txt"
+    sample.write_text("\n".join(SAMPLE))
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            "--data",
+            str(dev),
+            "--config",
+            str(config_file),
+            "--templates",
+            "eol,cot",
+            "--sample",
+            str(sample),
+            "--max-ensemble",
+            "2",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cfg = load_config(config_file)
+    emb = PromptEmbedder(config=cfg.embedder)  # the written config loads and embeds
+    assert emb.embed(["x"]).shape == (1, emb.dimension)
+    templates = cfg.embedder.templates
+    assert all("@" in t for t in templates)
+
+
+def test_calibrate_rejects_unknown_method(config_file):
+    result = CliRunner().invoke(
+        app, ["calibrate", str(config_file), "--config", str(config_file), "--method", "pca"]
+    )
+    assert result.exit_code == 2 and "center' or 'whiten" in result.output
