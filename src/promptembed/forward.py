@@ -224,8 +224,7 @@ class LayerForward:
         inputs: dict[str, Any] = {"input_ids": input_ids, "position_ids": positions}
         ones = torch.ones((len(rows), offset), dtype=mask.dtype, device=self.device)
         if offset:
-            cache = copy.deepcopy(self.prefix.cache)
-            cache.batch_repeat_interleave(len(rows))
+            cache = self._batch_cache(len(rows))
             inputs.update(attention_mask=torch.cat([ones, mask], dim=1), use_cache=True)
             inputs[self._cache_kw] = cache
         else:
@@ -233,6 +232,26 @@ class LayerForward:
         states, _ = self._run(**inputs)
         pooled = [self._pool(states[x], mask, ones, x) for x in self.layers]
         return torch.stack(pooled, dim=1) if self.multi else pooled[0]
+
+    def _batch_cache(self, size: int) -> Any:
+        """The prefix cache for a batch of ``size`` rows.
+
+        The one-row cache is copied (cheap) and its keys/values *expanded* to the batch,
+        not repeated: the layer's first update concatenates the new tokens onto them,
+        which materialises the batch once instead of twice. Layers that update in
+        place (not ``DynamicLayer``) get real copies.
+        """
+        cache = copy.deepcopy(self.prefix.cache)
+        for layer in getattr(cache, "layers", ()):
+            keys = getattr(layer, "keys", None)
+            if keys is None or not keys.numel():
+                continue
+            if _cat_update(layer):
+                layer.keys = keys.expand(size, *keys.shape[1:])
+                layer.values = layer.values.expand(size, *layer.values.shape[1:])
+            else:
+                layer.batch_repeat_interleave(size)
+        return cache
 
     def _pool(
         self, hidden: torch.Tensor, mask: torch.Tensor, ones: torch.Tensor, layer: int
@@ -244,3 +263,10 @@ class LayerForward:
             hidden = torch.cat([prefix, hidden], dim=1)
             mask = torch.cat([ones, mask], dim=1)
         return mean_pool(hidden, mask)
+
+
+def _cat_update(layer: Any) -> bool:
+    """Whether a cache layer's ``update`` only concatenates (never writes in place)."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    return type(layer) in (DynamicLayer, DynamicSlidingWindowLayer)
