@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from promptembed.config import Config, EmbedderConfig, StoreConfig, load_config
+from promptembed.config import Config, EmbedderConfig, ServerConfig, StoreConfig, load_config
 from promptembed.templates import BUILTIN_TEMPLATES, Template, normalize_sentence
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ __all__ = [
     "Config",
     "EmbedderConfig",
     "PromptEmbedder",
+    "ServerConfig",
     "StoreConfig",
     "Template",
     "__version__",

@@ -339,6 +339,8 @@ class DynamicBatcher:
         """
         if self._closing or self._task is None or self._wakeup is None:
             raise ShuttingDownError("the server is shutting down")
+        if self._task.done():  # pragma: no cover - the batcher task never ends by itself
+            raise ShuttingDownError("the batcher has stopped")
         if self._queued_inputs + len(texts) > self.max_queued_inputs:
             raise QueueFullError(
                 f"the server queue is full ({self._queued_inputs} of {self.max_queued_inputs} "
@@ -382,7 +384,7 @@ class DynamicBatcher:
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin on Python 3.10
                     break
             batch = self._take()
             await self._execute(batch, loop)
