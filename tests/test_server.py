@@ -140,7 +140,14 @@ def test_response_is_exactly_openai_shape(live, ref):
         assert len(item["embedding"]) == ref.dimension
     b64 = httpx.post(
         f"{live.base}/v1/embeddings",
-        json={"input": TEXTS[1], "encoding_format": "base64", "kind": "query"},
+        json={
+            "input": TEXTS[1],
+            "encoding_format": "base64",
+            "kind": "query",
+            "dimensions": ref.dimension,
+            "user": "someone",
+            "unknown_field": 1,
+        },
         headers=AUTH,
     ).json()["data"][0]["embedding"]
     vec = np.frombuffer(base64.b64decode(b64), dtype="<f4")
@@ -333,13 +340,14 @@ def test_queue_full_gets_429_then_shutdown_drains_in_flight(model_dirs, ref):
             time.sleep(0.3)
             assert srv.thread.is_alive() and not any(f.done() for f in held)
             gated.gate.set()
-            for texts, future in zip(batches, held):
-                resp = future.result(timeout=30)
-                assert resp.status_code == 200, resp.text
-                got = np.array([d["embedding"] for d in resp.json()["data"]])
-                np.testing.assert_allclose(got, ref.embed(texts), atol=1e-6)
-        srv.stop()
+            answers = [f.result(timeout=30) for f in held]
+        srv.stop()  # the lifespan drained the batcher and joined its thread
         stopped = True
+        # Compared once the server is done with `ref` (one tokenizer user at a time).
+        for texts, resp in zip(batches, answers):
+            assert resp.status_code == 200, resp.text
+            got = np.array([d["embedding"] for d in resp.json()["data"]])
+            np.testing.assert_allclose(got, ref.embed(texts), atol=1e-6)
     finally:
         gated.gate.set()
         if not stopped:

@@ -170,8 +170,8 @@ class EmbeddingRequest(BaseModel):
     model: str | None = Field(
         None, description="Accepted for compatibility; the server serves one model."
     )
-    encoding_format: Literal["float", "base64"] = Field(
-        "float", description="`float` lists, or `base64` of little-endian float32."
+    encoding_format: Literal["float", "base64"] | None = Field(
+        "float", description="`float` lists (also when null), or `base64` of little-endian float32."
     )
     dimensions: int | None = Field(
         None, description="Must equal the model's dimension if given (no truncation)."
@@ -553,7 +553,11 @@ class _Guard:
                 await response(scope, receive, send)
                 return
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        if length is not None and not length.isdigit():
+            response = error_response(400, "invalid Content-Length header", code="bad_request")
+            await response(scope, receive, send)
+            return
+        if length is not None and int(length) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
         received = 0
@@ -785,7 +789,7 @@ def create_app(
                 code="shutting_down",
                 headers={"Retry-After": str(limits.retry_after_s)},
             ) from None
-        render = (vectors, body.encoding_format, state["model"], tokens)
+        render = (vectors, body.encoding_format or "float", state["model"], tokens)
         if vectors.size > 65_536:  # big answers serialise off the event loop
             content = await asyncio.to_thread(_render, *render)
         else:
