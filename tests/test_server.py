@@ -169,6 +169,14 @@ def test_langchain_openai_embeddings(live, ref):
     np.testing.assert_allclose(emb.embed_query(TEXTS[0]), ref.embed(TEXTS[0]), atol=1e-6)
 
 
+def test_chroma_openai_embedding_function(live, ref):
+    pytest.importorskip("chromadb")
+    from chromadb.utils.embedding_functions import OpenAIEmbeddingFunction
+
+    fn = OpenAIEmbeddingFunction(api_key=KEY, api_base=f"{live.base}/v1", model_name="tiny-llama")
+    np.testing.assert_allclose(np.array(fn(TEXTS)), ref.embed(TEXTS), atol=1e-6)
+
+
 def test_32_concurrent_clients_share_batches(live, ref):
     clients, rounds = 32, 3
     before = health(live.base)
