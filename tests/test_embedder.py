@@ -242,3 +242,38 @@ def test_from_model_wraps_loaded_objects(model_dirs, tokenizer, embedder_factory
     wrapped = PromptEmbedder.from_model(model, tokenizer, template="cot")
     loaded = embedder_factory("qwen2", template="cot")
     np.testing.assert_allclose(wrapped.embed(TEXTS[:3]), loaded.embed(TEXTS[:3]), atol=1e-5)
+
+
+def test_count_tokens_excludes_the_template(embedder_factory):
+    emb = embedder_factory("llama", template="ke")
+    text = "A man is playing a guitar."
+    expected = len(emb.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert emb.count_tokens([text, text]) == 2 * expected
+    assert emb.count_tokens([]) == 0
+
+
+def test_tokenizing_and_embedding_threads_do_not_collide(embedder_factory):
+    emb = embedder_factory("llama", template="eol")
+    texts = [f"sentence {i} " * (i % 7 + 1) for i in range(40)]
+    expected = emb.embed(texts)
+    errors: list[BaseException] = []
+
+    def embed() -> None:
+        try:
+            np.testing.assert_allclose(emb.embed(texts, batch_size=4), expected, atol=1e-5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def count() -> None:
+        try:
+            for _ in range(50):
+                emb.count_tokens(texts)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=f) for f in (embed, count, embed, count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors

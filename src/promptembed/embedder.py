@@ -114,6 +114,9 @@ class PromptEmbedder:
         self.config = config
         self._loaded = loaded
         self._lock = threading.Lock()  # one forward at a time: hooks and caches are shared
+        # Fast tokenizers are not re-entrant ("Already borrowed"); a separate lock lets one
+        # thread tokenise while another runs the model.
+        self._tokenizer_lock = threading.Lock()
         built: dict[str, _Route] = {}  # a template used by both kinds is built once
 
         def ensemble(specs: list[str]) -> list[_Route]:
@@ -241,6 +244,16 @@ class PromptEmbedder:
             start += len(chunk)
         return out[0] if isinstance(texts, str) else out
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Total tokens of the texts themselves (no template, no special tokens).
+
+        Safe to call while other threads embed.
+        """
+        items = check_texts(texts)
+        with self._tokenizer_lock:
+            ids = self.tokenizer(items, add_special_tokens=False)["input_ids"] if items else []
+        return sum(len(x) for x in ids)
+
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query with the query template; shape ``(dim,)``."""
         return self.embed(text, kind="query")
@@ -346,7 +359,8 @@ class PromptEmbedder:
         out = np.empty((len(texts), *shape), dtype=np.float32)
         if not texts:
             return out
-        ids, truncated = route.prompts.encode(texts)
+        with self._tokenizer_lock:
+            ids, truncated = route.prompts.encode(texts)
         if truncated:
             warnings.warn(
                 f"{truncated} of {len(texts)} texts were truncated to fit max_length="

@@ -614,6 +614,9 @@ def _load_embedder(config: Config) -> Embedder:
 
 
 def _token_counter(embedder: Embedder) -> Callable[[list[str]], int] | None:
+    counter = getattr(embedder, "count_tokens", None)
+    if callable(counter):  # PromptEmbedder's own, which serialises tokenizer use
+        return counter
     tokenizer = getattr(embedder, "tokenizer", None)
     if tokenizer is None:
         return None
