@@ -163,3 +163,53 @@ def reference(model_dirs, tokenizer):
         return (states[-1] if pooling == "last" else states.mean(0)).numpy()
 
     return ref
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real ``chroma run`` on 127.0.0.1 and a free port (yielded); always terminated."""
+    import subprocess
+    import sys
+    import time
+
+    chromadb = pytest.importorskip("chromadb")
+    exe = Path(sys.executable).with_name("chroma")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "chromadb.cli.cli"]
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    args = ["run", "--path", str(tmp_path / "server-db"), "--host", "127.0.0.1"]
+    proc = subprocess.Popen(
+        [*cmd, *args, "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"chroma run exited early: {(tmp_path / 'server.log').read_text()}")
+            try:
+                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    pytest.fail("chroma run did not answer within 30 s")
+                time.sleep(0.3)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()

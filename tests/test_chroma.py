@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,48 +138,6 @@ def test_same_embedder_reopens(tmp_path, model_dirs, llama_embedder):
     # Fields outside the identity (batch size, device) may change freely.
     again = open_collection({**cfg, "embedder": {**cfg["embedder"], "batch_size": 3}})
     assert again.count() == 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def chroma_server(tmp_path):
-    """A real ``chroma run`` on 127.0.0.1; always terminated."""
-    exe = Path(sys.executable).with_name("chroma")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "chromadb.cli.cli"]
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    args = ["run", "--path", str(tmp_path / "server-db"), "--host", "127.0.0.1"]
-    proc = subprocess.Popen(
-        [*cmd, *args, "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.skip(f"chroma run exited early: {(tmp_path / 'server.log').read_text()}")
-            try:
-                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    pytest.fail("chroma run did not answer within 30 s")
-                time.sleep(0.3)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
 
 
 def test_server_mode(chroma_server, model_dirs, llama_embedder, embedder_factory):

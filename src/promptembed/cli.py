@@ -195,10 +195,15 @@ StoreOpt = Annotated[Path | None, typer.Option(help="Chroma directory (overrides
 CollectionOpt = Annotated[str | None, typer.Option(help="Collection name (overrides the config).")]
 
 
-def _run_index(paths: list[Path], cfg: Config, embedder: Any = None) -> Any:
+def _run_index(paths: list[Path], cfg: Config, embedder: Any = None, on_ray: bool = False) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from promptembed.indexing import index_paths
+    if on_ray:
+        from promptembed import ray as on_ray_module  # names the extra when Ray is missing
+
+        on_ray_module.ray.data.DataContext.get_current().enable_progress_bars = False  # ours
+    else:
+        from promptembed.indexing import index_paths
 
     with Progress(
         "[progress.description]{task.description}",
@@ -213,6 +218,8 @@ def _run_index(paths: list[Path], cfg: Config, embedder: Any = None) -> Any:
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
+        if on_ray:
+            return on_ray_module.index_paths(paths, cfg, progress=progress)
         return index_paths(paths, cfg, embedder=embedder, progress=progress)
 
 
@@ -241,6 +248,15 @@ def index_cmd(
     model: ModelOpt = None,
     template: TemplateOpt = None,
     device: DeviceOpt = None,
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help="Embed on Ray actors into a Chroma server.")
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster (ray://head:10001, auto); implies --ray.")
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray actors (model copies); implies --ray.")
+    ] = None,
 ) -> None:
     """Chunk files and upsert them into Chroma (unchanged chunks are not re-embedded)."""
     from promptembed.store import EmbedderConflictError
@@ -249,7 +265,14 @@ def index_cmd(
         cfg = _store_config(
             config, store, collection, model=model, template=template, device=device
         )
-        stats = _run_index(paths, cfg)
+        on_ray = use_ray or ray_address is not None or ray_workers is not None
+        if on_ray:
+            from promptembed.config import RayConfig
+
+            given = {"address": ray_address, "num_workers": ray_workers}
+            fields = {**cfg.ray.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+            cfg = cfg.model_copy(update={"ray": RayConfig.model_validate(fields)})
+        stats = _run_index(paths, cfg, on_ray=on_ray)
     except (EmbedderConflictError, ValueError, ImportError, OSError) as error:
         raise _fail(error) from error
     console.print(

@@ -306,8 +306,48 @@ class ServerConfig(BaseModel):
         return value
 
 
+class RayConfig(BaseModel):
+    """Bulk embedding on Ray (``promptembed index --ray``, :mod:`promptembed.ray`).
+
+    One actor holds one model. With GPUs in the cluster each actor takes
+    ``num_gpus_per_worker`` GPUs (one per GPU by default); without, each takes
+    ``num_cpus_per_worker`` CPUs.
+
+    Example:
+        >>> RayConfig(num_workers=2).batch_size
+        256
+
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join (`auto`, `ray://head:10001`); unset: $RAY_ADDRESS, "
+        "else a local Ray started by `ray.init()`. Ignored when Ray is already initialised.",
+    )
+    num_workers: int | None = Field(
+        None,
+        ge=1,
+        description="Actors (model copies) in the pool; default one per GPU slot when the "
+        "cluster has GPUs, else one per `num_cpus_per_worker` CPUs.",
+    )
+    num_gpus_per_worker: float | None = Field(
+        None,
+        ge=0,
+        description="GPUs per actor; unset: 1 when the cluster has GPUs (and the embedder's "
+        "device is not cpu), else 0. 0 forces CPU actors.",
+    )
+    num_cpus_per_worker: float = Field(
+        1.0, gt=0, description="CPUs per CPU actor (its torch threads)."
+    )
+    batch_size: int = Field(
+        256, ge=1, description="Chunks per actor call: one embed call and one Chroma upsert."
+    )
+
+
 class Config(BaseModel):
-    """The whole configuration: embedder, optional store, indexing and the server.
+    """The whole configuration: embedder, optional store, indexing, the server and Ray.
 
     Example:
         >>> cfg = load_config({"embedder": {"template": "eol"}, "store": {"path": "db"}})
@@ -322,6 +362,7 @@ class Config(BaseModel):
     store: StoreConfig | None = None
     index: IndexConfig = Field(default_factory=IndexConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
