@@ -23,7 +23,7 @@ from promptembed.cli import app  # noqa: E402
 from promptembed.config import IndexConfig, RayConfig, load_config  # noqa: E402
 from promptembed.indexing import index_paths as index_in_process  # noqa: E402
 from promptembed.indexing import plan_corpus  # noqa: E402
-from promptembed.ray import _pool, embed_dataset, index_paths, write_dataset  # noqa: E402
+from promptembed.ray import _EmbedAndWrite, _pool, embed_dataset, index_paths, write_dataset  # noqa: E402
 from promptembed.store import EmbedderConflictError, open_checked_collection  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -183,6 +183,13 @@ def test_embed_dataset_and_write_dataset(local_ray, chroma_server, model_dirs, e
     np.testing.assert_allclose(
         np.stack([stored[f"d{i}"][0] for i in range(3)]), expected, atol=1e-5
     )
+
+    # The actor class itself, in-process: rows without metadata columns are written too.
+    writer = _EmbedAndWrite(load_config(cfg), "id", "text", [], skip_existing=True)
+    batch = {"id": np.array(["e0", "d1"]), "text": np.array(["no metadata", docs[1]])}
+    out = writer(batch)
+    assert (int(out["embedded"][0]), int(out["skipped"][0])) == (1, 1)
+    assert _contents(chroma_server, "rows")["e0"][1:] == (None, "no metadata")
 
 
 def test_pool_slots_and_store_checks(local_ray, model_dirs, tmp_path):

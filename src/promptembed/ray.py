@@ -138,6 +138,13 @@ def _pool(
     return {"compute": ray.data.ActorPoolStrategy(size=workers), **slot}
 
 
+def _on_this_actor(config: EmbedderConfig) -> EmbedderConfig:
+    """The config with ``cuda:N`` made ``cuda``: Ray shows an actor only its own GPUs."""
+    if ray.get_gpu_ids() and config.device.startswith("cuda:"):
+        return config.model_copy(update={"device": "cuda"})  # not an identity field
+    return config
+
+
 class _Embed:
     """Actor: one embedder; adds the vectors of ``text_column`` as ``output_column``."""
 
@@ -146,7 +153,7 @@ class _Embed:
     ) -> None:
         from promptembed.embedder import PromptEmbedder
 
-        self.embedder = PromptEmbedder(config=config)
+        self.embedder = PromptEmbedder(config=_on_this_actor(config))
         self.text_column, self.output_column, self.kind = text_column, output_column, kind
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -167,9 +174,10 @@ class _EmbedAndWrite:
     ) -> None:
         from promptembed.embedder import PromptEmbedder
 
-        embedder: PromptEmbedder = PromptEmbedder(config=config.embedder)
+        embedder: PromptEmbedder = PromptEmbedder(config=_on_this_actor(config.embedder))
         # The compatibility check of store.py, with this actor's own loaded model.
-        _, self.collection, self.embedder = open_checked_collection(config, embedder)
+        client, self.collection, self.embedder = open_checked_collection(config, embedder)
+        self.max_upsert = max(1, int(client.get_max_batch_size()))
         self.id_column, self.text_column = id_column, text_column
         self.metadata_columns, self.skip_existing = list(metadata_columns), skip_existing
 
@@ -184,12 +192,15 @@ class _EmbedAndWrite:
             columns = {c: batch[c].tolist() for c in self.metadata_columns}
             docs = [str(texts[i]) for i in keep]
             metadatas = [{c: _scalar(columns[c][i]) for c in columns} for i in keep]
-            self.collection.upsert(
-                ids=[ids[i] for i in keep],
-                embeddings=self.embedder.embed(docs, kind="document"),
-                documents=docs,
-                metadatas=metadatas or None,
-            )
+            vectors = self.embedder.embed(docs, kind="document")
+            for start in range(0, len(keep), self.max_upsert):  # the server's batch limit
+                end = start + self.max_upsert
+                self.collection.upsert(
+                    ids=[ids[i] for i in keep[start:end]],
+                    embeddings=vectors[start:end],
+                    documents=docs[start:end],
+                    metadatas=metadatas[start:end] if self.metadata_columns else None,
+                )
         return {
             "embedded": np.array([len(keep)], dtype=np.int64),
             "skipped": np.array([len(ids) - len(keep)], dtype=np.int64),
