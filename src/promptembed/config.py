@@ -85,6 +85,12 @@ class EmbedderConfig(BaseModel):
     max_batch_tokens: int = Field(
         16384, ge=64, description="Max padded tokens per forward pass (token-budget batching)."
     )
+    replicas: int | None = Field(
+        None,
+        ge=1,
+        description="Model replicas that share each call's batches; default one per visible "
+        "GPU when device is auto/cuda (data parallel), else 1.",
+    )
     prefix_cache: bool = Field(
         True, description="Reuse the key/value cache of the template's constant prefix."
     )
@@ -153,7 +159,9 @@ class EmbedderConfig(BaseModel):
 
     def stored(self) -> dict[str, Any]:
         """The fields safe to persist next to a collection: never ``trust_remote_code``."""
-        return self.model_dump(exclude={"trust_remote_code", "show_progress", "embedding_cache"})
+        return self.model_dump(
+            exclude={"trust_remote_code", "show_progress", "embedding_cache", "replicas"}
+        )
 
 
 class StoreConfig(BaseModel):

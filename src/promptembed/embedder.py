@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
@@ -48,14 +50,22 @@ def check_texts(texts: object) -> list[str]:
 
 
 class _Route:
-    """One prompt route (documents or queries): its tokenizer, forward pass and cache."""
+    """One template: its tokenizer, a forward pass per model replica, and its cache."""
 
     def __init__(
-        self, prompts: PromptTokenizer, forward: LayerForward, cache: EmbeddingCache | None
+        self,
+        prompts: PromptTokenizer,
+        forwards: list[LayerForward],
+        cache: EmbeddingCache | None,
     ) -> None:
         self.prompts = prompts
-        self.forward = forward
+        self.forwards = forwards
         self.cache = cache
+
+    @property
+    def forward(self) -> LayerForward:
+        """The first replica's forward pass."""
+        return self.forwards[0]
 
 
 class PromptEmbedder:
@@ -113,7 +123,15 @@ class PromptEmbedder:
     def _setup(self, config: EmbedderConfig, loaded: LoadedModel) -> None:
         self.config = config
         self._loaded = loaded
-        self._lock = threading.Lock()  # one forward at a time: hooks and caches are shared
+        # One model per device: extra replicas (data parallel over GPUs) are copies.
+        from promptembed.loading import replica_devices
+
+        devices = replica_devices(config.device, loaded.device, config.replicas)
+        self._models = [loaded.model] + [
+            copy.deepcopy(loaded.model).to(device) for device in devices[1:]
+        ]
+        # One forward at a time per replica: hooks and prefix caches are per model.
+        self._locks = [threading.Lock() for _ in self._models]
         # Fast tokenizers are not re-entrant ("Already borrowed"); a separate lock lets one
         # thread tokenise while another runs the model.
         self._tokenizer_lock = threading.Lock()
@@ -150,10 +168,12 @@ class PromptEmbedder:
         pad = next((t for t in candidates if t is not None and 0 <= t < vocab), 0)
         layer = cfg.layer if cfg.layer is not None else template.layer
         chosen: int | list[int] = layers if layers is not None else layer
-        forward = LayerForward(self._loaded.model, chosen, cfg.pooling, pad_id=pad)
+        forwards = [LayerForward(m, chosen, cfg.pooling, pad_id=pad) for m in self._models]
         if cfg.prefix_cache and prompts.prefix_ids:
-            with self._lock:
-                forward.set_prefix(prompts.prefix_ids)
+            for forward, lock in zip(forwards, self._locks):
+                with lock:
+                    forward.set_prefix(prompts.prefix_ids)
+        forward = forwards[0]
         cache = None
         if cfg.embedding_cache and layers is None:
             from promptembed.cache import EmbeddingCache
@@ -172,7 +192,7 @@ class PromptEmbedder:
                 "dtype": str(self._loaded.dtype),
             }
             cache = EmbeddingCache(cfg.embedding_cache, identity)
-        return _Route(prompts, forward, cache)
+        return _Route(prompts, forwards, cache)
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -371,17 +391,39 @@ class PromptEmbedder:
         skip = len(fwd.prefix.ids) if fwd.prefix is not None else 0
         lengths = [len(x) - skip if c else len(x) for x, c in zip(ids, cached)]
         max_items = batch_size or self.config.batch_size
+        jobs: list[tuple[bool, list[int]]] = []
         for group in (True, False):  # prefix-reusing prompts, then any that cannot
             members = [i for i, c in enumerate(cached) if c is group]
             plan = plan_batches(
                 [lengths[i] for i in members], self.config.max_batch_tokens, max_items
             )
-            for batch in plan:
-                index = [members[b] for b in batch]
-                with self._lock:
-                    vectors = fwd([ids[i] for i in index], with_prefix=group)
-                    out[index] = vectors.cpu().numpy()  # one host copy per batch
-                bar.update(len(index))
+            jobs += [(group, [members[b] for b in batch]) for batch in plan]
+
+        def run(replica: int, group: bool, index: list[int]) -> None:
+            with self._locks[replica]:
+                vectors = route.forwards[replica]([ids[i] for i in index], with_prefix=group)
+                out[index] = vectors.cpu().numpy()  # one host copy per batch
+            bar.update(len(index))
+
+        if len(self._models) == 1:
+            for group, index in jobs:
+                run(0, group, index)
+            return out
+        # Data parallel: each replica's thread takes the next batch as soon as it is free.
+        pending = iter(jobs)
+        take = threading.Lock()
+
+        def worker(replica: int) -> None:
+            while True:
+                with take:
+                    job = next(pending, None)
+                if job is None:
+                    return
+                run(replica, *job)
+
+        with ThreadPoolExecutor(len(self._models)) as pool:
+            for future in [pool.submit(worker, r) for r in range(len(self._models))]:
+                future.result()
         return out
 
 

@@ -87,6 +87,31 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+def replica_devices(device: str, first: torch.device, replicas: int | None) -> list[torch.device]:
+    """Devices of the model replicas: one per visible GPU unless told otherwise.
+
+    An explicit ``cuda:N`` means that one GPU; ``replicas`` on a CPU repeats the CPU
+    (useful only for testing the dispatch).
+
+    Example:
+        >>> import torch
+        >>> replica_devices("cpu", torch.device("cpu"), None)
+        [device(type='cpu')]
+    """
+    import torch
+
+    if first.type != "cuda":
+        return [first] * (replicas or 1)
+    count = torch.cuda.device_count()
+    if replicas is None:
+        replicas = count if device in ("auto", "cuda") else 1
+    if replicas > count:
+        raise ValueError(f"replicas={replicas} but only {count} CUDA devices are visible")
+    if replicas == 1:
+        return [first]
+    return [torch.device("cuda", i) for i in range(replicas)]
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """Pick the dtype: ``auto`` is bf16 on CUDA where supported, else fp16; fp32 on CPU.
 
