@@ -149,6 +149,23 @@ def worker(model: Path, texts: Path, n: int, out: Path, args: argparse.Namespace
     )
 
 
+def summarize(rows: list[dict], chunk_size: int) -> dict:
+    """Peak ratios, and whether memory is flat.
+
+    ``embed_iter`` holds one chunk of ``chunk_size`` texts, so a size smaller than one
+    chunk peaks lower by construction. Flat means: among the sizes that fill at least
+    one chunk, the largest input's peak is within 10% of the smallest's.
+    """
+    peaks = [r["peak_rss_mb"] for r in rows]
+    full = [r["peak_rss_mb"] for r in rows if r["n"] >= chunk_size] or peaks
+    return {
+        "peak_spread_mb": max(peaks) - min(peaks),
+        "peak_ratio_largest_to_smallest": peaks[-1] / peaks[0],
+        "peak_ratio_over_full_chunks": full[-1] / full[0],
+        "flat": full[-1] <= 1.10 * full[0],
+    }
+
+
 def main() -> None:
     """Command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -187,7 +204,6 @@ def main() -> None:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             texts.unlink()
             (Path(tmp) / f"vectors-{n}.f32").unlink()
-    peaks = [r["peak_rss_mb"] for r in rows]
     res = {
         "model": "tiny random Llama (hidden 64, 3 layers, BPE vocab 2048)",
         "template": args.template,
@@ -195,9 +211,7 @@ def main() -> None:
         "chunk_size": args.chunk_size,
         "threads": args.threads,
         "rows": rows,
-        "peak_spread_mb": max(peaks) - min(peaks),
-        # Flat: the largest input's peak within 10% (or 50 MiB) of the smallest's.
-        "flat": max(peaks) - min(peaks) <= max(50.0, 0.1 * min(peaks)),
+        **summarize(rows, args.chunk_size),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
@@ -210,7 +224,11 @@ def main() -> None:
             f"{r['n']:>8}{r['seconds']:>9.1f}{r['texts_per_s']:>9.0f}"
             f"{r['rss_after_load_mb']:>13.0f}{r['peak_rss_mb']:>9.0f}{r['growth_mb']:>8.0f}"
         )
-    print(f"peak spread {res['peak_spread_mb']:.0f} MiB -> {'flat' if res['flat'] else 'NOT flat'}")
+    print(
+        f"peak x{res['peak_ratio_largest_to_smallest']:.2f} from the smallest to the largest size, "
+        f"x{res['peak_ratio_over_full_chunks']:.2f} between sizes that fill a chunk -> "
+        f"{'flat' if res['flat'] else 'NOT flat'}"
+    )
 
 
 if __name__ == "__main__":
