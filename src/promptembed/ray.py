@@ -265,8 +265,8 @@ def _server_config(config: str | Path | dict[str, Any] | Config) -> Config:
     cfg = load_config(config)
     if cfg.store is None or cfg.store.mode != "http":
         raise ValueError(
-            "Ray workers write to a Chroma server: the config's [store] needs `host` and "
-            "`port` (start one with `chroma run --path DIR`), not a local `path`"
+            "Ray workers write to a Chroma server: the config's store table needs `host` "
+            "and `port` (start one with `chroma run --path DIR`), not a local `path`"
         )
     return cfg
 
