@@ -1,0 +1,78 @@
+"""Shared pieces of the command line: the typer apps, consoles, options, config merging."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from promptembed.config import Config, EmbedderConfig, load_config
+
+app = typer.Typer(
+    help="Sentence embeddings from generative LLMs through prompts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+eval_app = typer.Typer(help="Evaluate an embedder.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+console = Console()
+
+err = Console(stderr=True, soft_wrap=True)
+
+# Options shared by every command that builds an embedder. Each overrides the
+# config file's [embedder] table when given.
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+
+ModelOpt = Annotated[str | None, typer.Option(help="Alias, hub id, directory or .gguf.")]
+
+TemplateOpt = Annotated[str | None, typer.Option(help="eol, sth, sum, cot, ke, none or custom.")]
+
+QueryTemplateOpt = Annotated[str | None, typer.Option(help="Template for queries.")]
+
+LayerOpt = Annotated[int | None, typer.Option(help="Pooled layer (-1 last, -2 ...).")]
+
+PoolingOpt = Annotated[str | None, typer.Option(help="last or mean.")]
+
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, mps, cuda[:N].")]
+
+DTypeOpt = Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")]
+
+MaxLenOpt = Annotated[int | None, typer.Option(help="Max tokens per prompt.")]
+
+BatchOpt = Annotated[int | None, typer.Option(help="Max texts per forward pass.")]
+
+
+def build_config(config: Path | None, **overrides: Any) -> Config:
+    """Merge a config file (or defaults) with the CLI's explicit options."""
+    base = load_config(config) if config is not None else Config()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    embedder = EmbedderConfig.model_validate({**base.embedder.model_dump(), **given})
+    return base.model_copy(update={"embedder": embedder})
+
+
+def fail(error: BaseException) -> typer.Exit:
+    """Print a one-line error (a config error per field) and return exit code 2."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        message = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
+            for e in error.errors(include_url=False)
+        )
+    else:
+        message = str(error)
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)

@@ -1,0 +1,136 @@
+"""`promptembed eval sts` and `promptembed eval retrieval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from promptembed.cli.base import (
+    BatchOpt,
+    ConfigOpt,
+    DeviceOpt,
+    DTypeOpt,
+    LayerOpt,
+    MaxLenOpt,
+    ModelOpt,
+    PoolingOpt,
+    QueryTemplateOpt,
+    TemplateOpt,
+    build_config,
+    console,
+    eval_app,
+    fail,
+)
+
+
+@eval_app.command("sts")
+def eval_sts(
+    data: Annotated[list[Path], typer.Option(help="STS CSV (s1,s2,score); repeatable.")],
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    template: TemplateOpt = None,
+    layer: LayerOpt = None,
+    pooling: PoolingOpt = None,
+    device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
+    max_length: MaxLenOpt = None,
+    batch_size: BatchOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
+) -> None:
+    """Spearman ×100 of cosine similarity against gold scores, per file."""
+    from promptembed.embedder import PromptEmbedder
+    from promptembed.evaluate import evaluate_sts
+
+    try:
+        cfg = build_config(
+            config,
+            model=model,
+            template=template,
+            layer=layer,
+            pooling=pooling,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            batch_size=batch_size,
+            show_progress=not as_json,
+        )
+        embedder = PromptEmbedder(config=cfg.embedder)
+        results = [evaluate_sts(embedder, path, name=path.name) for path in data]
+    except (ValueError, ImportError, OSError) as error:
+        raise fail(error) from error
+    e = cfg.embedder
+    if as_json:
+        for r in results:
+            typer.echo(
+                json.dumps(
+                    {
+                        **r.to_dict(),
+                        "model": e.model,
+                        "template": e.template,
+                        "layer": e.layer,
+                        "pooling": e.pooling,
+                    }
+                )
+            )
+        return
+    table = Table(title=f"STS — {e.model}, template={e.template}, pooling={e.pooling}")
+    for col in ("data", "spearman", "pairs", "sentences", "seconds"):
+        table.add_column(col, justify="left" if col == "data" else "right")
+    for r in results:
+        table.add_row(r.data, f"{r.spearman:.2f}", str(r.pairs), str(r.sentences), f"{r.seconds}")
+    console.print(table)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    corpus: Annotated[Path, typer.Option(help="BEIR corpus.jsonl.")],
+    queries: Annotated[Path, typer.Option(help="BEIR queries.jsonl.")],
+    qrels: Annotated[Path, typer.Option(help="BEIR qrels TSV.")],
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    template: TemplateOpt = None,
+    query_template: QueryTemplateOpt = None,
+    layer: LayerOpt = None,
+    pooling: PoolingOpt = None,
+    device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
+    max_length: MaxLenOpt = None,
+    batch_size: BatchOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """nDCG@10 and Recall@100 on a BEIR-format dataset."""
+    from promptembed.embedder import PromptEmbedder
+    from promptembed.evaluate import evaluate_retrieval
+
+    try:
+        cfg = build_config(
+            config,
+            model=model,
+            template=template,
+            query_template=query_template,
+            layer=layer,
+            pooling=pooling,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            batch_size=batch_size,
+            show_progress=not as_json,
+        )
+        result = evaluate_retrieval(PromptEmbedder(config=cfg.embedder), corpus, queries, qrels)
+    except (ValueError, ImportError, OSError) as error:
+        raise fail(error) from error
+    e = cfg.embedder
+    payload = {
+        **result.to_dict(),
+        "model": e.model,
+        "template": e.template,
+        "query_template": e.query_template or e.template,
+    }
+    if as_json:
+        typer.echo(json.dumps(payload))
+    else:
+        console.print(payload)

@@ -1,0 +1,231 @@
+"""`promptembed index`, `query` and `demo`: the main job over Chroma."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from promptembed.cli.base import (
+    ConfigOpt,
+    DeviceOpt,
+    ModelOpt,
+    TemplateOpt,
+    app,
+    build_config,
+    console,
+    err,
+    fail,
+)
+from promptembed.config import Config, load_config
+
+
+def _store_config(
+    config: Path | None, store: Path | None, collection: str | None, **embedder: Any
+) -> Config:
+    """The config file plus CLI overrides; the store must end up set."""
+    cfg = build_config(config, **embedder)
+    if store is not None or collection is not None:
+        from promptembed.config import StoreConfig
+
+        fields = cfg.store.model_dump() if cfg.store is not None else {}
+        if store is not None:
+            fields.update(path=str(store), host=None)
+        if collection is not None:
+            fields["collection"] = collection
+        cfg = cfg.model_copy(update={"store": StoreConfig.model_validate(fields)})
+    if cfg.store is None:
+        raise ValueError(
+            "no store configured: pass --config with a [store] table (path or host/port) "
+            "or --store DIR"
+        )
+    return cfg
+
+
+StoreOpt = Annotated[Path | None, typer.Option(help="Chroma directory (overrides the config).")]
+
+CollectionOpt = Annotated[str | None, typer.Option(help="Collection name (overrides the config).")]
+
+
+def _run_index(paths: list[Path], cfg: Config, embedder: Any = None, on_ray: bool = False) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    if on_ray:
+        from promptembed import ray as on_ray_module  # names the extra when Ray is missing
+
+        on_ray_module.ray.data.DataContext.get_current().enable_progress_bars = False  # ours
+    else:
+        from promptembed.indexing import index_paths
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("embedding chunks", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if on_ray:
+            return on_ray_module.index_paths(paths, cfg, progress=progress)
+        return index_paths(paths, cfg, embedder=embedder, progress=progress)
+
+
+def _print_hits(text: str, hits: list[Any]) -> None:
+    from rich.markup import escape
+
+    console.print(f"[bold]query:[/] {escape(text)}")
+    if not hits:
+        console.print("  (no results)")
+    for hit in hits:
+        snippet = " ".join(hit.text.split())
+        snippet = snippet if len(snippet) <= 100 else snippet[:97] + "..."
+        console.print(
+            f"  {hit.rank}. {hit.score:.4f}  [cyan]{escape(hit.source)}#{hit.chunk}[/]  "
+            f"{escape(snippet)}",
+            soft_wrap=True,
+        )
+
+
+@app.command("index")
+def index_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (.md, .txt).")],
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    collection: CollectionOpt = None,
+    model: ModelOpt = None,
+    template: TemplateOpt = None,
+    device: DeviceOpt = None,
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help="Embed on Ray actors into a Chroma server.")
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster (ray://head:10001, auto); implies --ray.")
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray actors (model copies); implies --ray.")
+    ] = None,
+) -> None:
+    """Chunk files and upsert them into Chroma (unchanged chunks are not re-embedded)."""
+    from promptembed.store import EmbedderConflictError
+
+    try:
+        cfg = _store_config(
+            config, store, collection, model=model, template=template, device=device
+        )
+        on_ray = use_ray or ray_address is not None or ray_workers is not None
+        if on_ray:
+            from promptembed.config import RayConfig
+
+            given = {"address": ray_address, "num_workers": ray_workers}
+            fields = {**cfg.ray.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+            cfg = cfg.model_copy(update={"ray": RayConfig.model_validate(fields)})
+        stats = _run_index(paths, cfg, on_ray=on_ray)
+    except (EmbedderConflictError, ValueError, ImportError, OSError) as error:
+        raise fail(error) from error
+    console.print(
+        f"indexed {stats.files} files into {cfg.store.collection!r}: {stats.chunks} chunks, "
+        f"{stats.embedded} embedded, {stats.deleted} stale removed, "
+        f"{stats.unchanged_files} files unchanged"
+    )
+
+
+@app.command("query")
+def query_cmd(
+    text: Annotated[str, typer.Argument(help="The query.")],
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="How many chunks.")] = 5,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    collection: CollectionOpt = None,
+    model: ModelOpt = None,
+    template: TemplateOpt = None,
+    device: DeviceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
+) -> None:
+    """Print the chunks nearest to a query, with cosine scores and sources."""
+    from promptembed.indexing import query
+    from promptembed.store import EmbedderConflictError
+
+    try:
+        cfg = _store_config(
+            config, store, collection, model=model, template=template, device=device
+        )
+        hits = query(text, cfg, k=k)
+    except (EmbedderConflictError, ValueError, ImportError, OSError) as error:
+        raise fail(error) from error
+    if as_json:
+        for hit in hits:
+            typer.echo(json.dumps(hit.__dict__, ensure_ascii=False))
+    else:
+        _print_hits(text, hits)
+
+
+DEMO_QUERIES = (
+    "How do bees tell each other where flowers are?",
+    "What should I check before a sourdough bread goes in the oven?",
+    "如何在家里种番茄？",
+)
+
+
+def _default_corpus() -> Path:
+    here = Path(__file__).resolve().parents[3] / "examples" / "corpus"
+    return here if here.is_dir() else Path("examples/corpus")
+
+
+@app.command("demo")
+def demo_cmd(
+    corpus: Annotated[
+        Path | None, typer.Option(help="Folder to index (default: examples/corpus).")
+    ] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="Chroma directory to keep (default: a temporary one).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Alias, hub id, directory or .gguf.")] = "gemma-3-270m",
+    template: Annotated[str, typer.Option(help="Template name or custom.")] = "ke",
+    device: DeviceOpt = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Hits per query.")] = 3,
+    queries: Annotated[
+        list[str] | None, typer.Option("--query", "-q", help="Queries (repeatable).")
+    ] = None,
+) -> None:
+    """Index the example corpus offline and run a few queries (English and Chinese)."""
+    import tempfile
+    import time
+
+    from promptembed.indexing import query
+
+    corpus = corpus or _default_corpus()
+    with tempfile.TemporaryDirectory(prefix="promptembed-demo-") as tmp:
+        try:
+            cfg = load_config(
+                {
+                    "embedder": {
+                        "model": model,
+                        "template": template,
+                        **({"device": device} if device else {}),
+                    },
+                    "store": {"path": str(store or Path(tmp)), "collection": "demo"},
+                }
+            )
+            from promptembed.store import shared_embedder
+
+            start = time.perf_counter()
+            embedder = shared_embedder(cfg.embedder)
+            err.print(
+                f"model {model} (template {template}, dim {embedder.dimension}) loaded in "
+                f"{time.perf_counter() - start:.1f}s; indexing {corpus}"
+            )
+            stats = _run_index([corpus], cfg, embedder)
+            console.print(
+                f"indexed {stats.files} files: {stats.chunks} chunks, {stats.embedded} embedded"
+            )
+            for text in queries or DEMO_QUERIES:
+                _print_hits(text, query(text, cfg, k=k, embedder=embedder))
+        except (ValueError, ImportError, OSError) as error:
+            raise fail(error) from error

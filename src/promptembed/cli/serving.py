@@ -1,0 +1,39 @@
+"""`promptembed serve`: the OpenAI-compatible embeddings server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from promptembed.cli.base import (
+    ConfigOpt,
+    DeviceOpt,
+    ModelOpt,
+    app,
+    build_config,
+    fail,
+)
+
+
+@app.command("serve")
+def serve_cmd(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Serve the OpenAI embeddings API (POST /v1/embeddings) with dynamic batching."""
+    try:
+        from promptembed.config import ServerConfig
+        from promptembed.server import run
+
+        cfg = build_config(config, model=model, device=device)
+        given = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        server = ServerConfig.model_validate({**cfg.server.model_dump(), **given})
+        cfg = cfg.model_copy(update={"server": server})
+        cfg.server.resolved_api_key()
+    except (ValueError, ImportError, OSError) as error:
+        raise fail(error) from error
+    run(cfg)
