@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from promptembed.config import Config, EmbedderConfig, load_config
 
@@ -67,7 +68,7 @@ def fail(error: BaseException) -> typer.Exit:
         )
     else:
         message = str(error)
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code=2)
 
 
