@@ -67,7 +67,8 @@ def local_ray():
             context.enable_progress_bars = False
             # Deterministic spread for the "both actors wrote" check: start dispatching once
             # both actors are up (bounded), and hand each actor one batch at a time.
-            context.wait_for_min_actors_s = 120
+            # Generous: on a loaded 2-core machine two actors importing torch take minutes.
+            context.wait_for_min_actors_s = 420
             context.max_tasks_in_flight_per_actor = 1
             yield
         finally:
@@ -115,7 +116,7 @@ def test_ray_index_equals_in_process_index(
     plan = plan_corpus([corpus], IndexConfig())
     assert len(plan) > 2 * cfg["ray"]["batch_size"]  # several batches for 2 actors
 
-    with deadline(300):
+    with deadline(600):
         first = index_paths([corpus], cfg)
     assert first.chunks == first.embedded == len(plan) and first.deleted == 0
     assert first.workers == 2  # both actors of the pool embedded and wrote
@@ -147,7 +148,7 @@ def test_ray_index_equals_in_process_index(
     changed.write_text("Lighthouses warn ships of rocks. " + changed.read_text(encoding="utf-8"))
     new_plan = plan_corpus([corpus], IndexConfig())
     new_ids = {c.id for c in new_plan} - set(on_ray)
-    with deadline(300):
+    with deadline(600):
         third = index_paths([corpus], cfg)
     assert third.embedded == len(new_ids) > 0 and third.deleted > 0
     assert third.unchanged_files == 9
@@ -173,7 +174,7 @@ def test_embed_dataset_and_write_dataset(local_ray, chroma_server, model_dirs, e
     _, col, _ = open_checked_collection(cfg, embedder)
     col.upsert(ids=["d0"], embeddings=expected[:1], documents=docs[:1], metadatas=[{"lang": "x"}])
     ds = ray.data.from_items([{"id": f"d{i}", "text": t, "lang": "x"} for i, t in enumerate(docs)])
-    with deadline(240):
+    with deadline(600):
         rows = sorted(embed_dataset(ds, cfg).take_all(), key=lambda r: r["id"])
         np.testing.assert_allclose(np.stack([r["embedding"] for r in rows]), expected, atol=1e-5)
         stats = write_dataset(ds, cfg)
