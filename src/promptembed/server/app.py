@@ -1,24 +1,4 @@
-"""An OpenAI-compatible embeddings server with dynamic batching (FastAPI + uvicorn).
-
-``promptembed serve --config promptembed.toml`` runs it; any OpenAI embeddings client
-works unchanged (the official ``openai`` package, LangChain's ``OpenAIEmbeddings``,
-LlamaIndex's and Chroma's OpenAI embedding functions).
-
-Endpoints:
-    * ``POST /v1/embeddings``: OpenAI's request and response shapes; ``encoding_format``
-      ``float`` or ``base64``; an extension field ``kind`` (``document`` | ``query``)
-      picks the template route.
-    * ``GET /v1/models``, ``GET /v1/models/{model}``: the one served model.
-    * ``GET /health``: liveness, model, dimension and batching counters.
-    * ``GET /openapi.json`` (and ``/docs``): the schema.
-
-Concurrent requests are queued and gathered into shared batches by one batcher task;
-the model runs on one dedicated thread, never on the event loop. The queue is bounded
-(``max_queued_inputs``); beyond it requests get 429 with ``Retry-After``. Errors use
-OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
-
-Needs the ``server`` extra: ``pip install 'promptembed[server]'``.
-"""
+"""The FastAPI app: validation, limits, API key, rendering, lifespan and `run`."""
 
 from __future__ import annotations
 
@@ -28,43 +8,36 @@ import hmac
 import json
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
-try:
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-except ImportError as error:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "promptembed.server needs FastAPI and uvicorn: pip install 'promptembed[server]'"
-    ) from error
-
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from promptembed.config import Config, ServerConfig, load_config
+from promptembed.server.batcher import DynamicBatcher, Embedder, QueueFullError, ShuttingDownError
+from promptembed.server.schemas import (
+    APIError,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ErrorResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    error_response,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import numpy as np
 
-__all__ = [
-    "APIError",
-    "DynamicBatcher",
-    "QueueFullError",
-    "create_app",
-    "run",
-]
-
 logger = logging.getLogger(__name__)
 
-Kind = Literal["document", "query"]
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -72,379 +45,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class Embedder(Protocol):
-    """What the server needs from an embedder (``PromptEmbedder`` fits)."""
-
-    @property
-    def dimension(self) -> int:
-        """Length of each vector."""
-        ...
-
-    def embed(self, texts: Sequence[str], *, kind: Kind = "document") -> np.ndarray:
-        """Embed texts in order, shape ``(n, dimension)``."""
-        ...
-
-
-# -- errors -----------------------------------------------------------------------------
-
-
-class APIError(Exception):
-    """An error answered in OpenAI's shape ``{"error": {...}}``.
-
-    Example:
-        >>> APIError(400, "input must not be empty", param="input").status
-        400
-
-    """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = headers
-
-    def response(self) -> JSONResponse:
-        """The JSON response carrying this error."""
-        return error_response(
-            self.status, self.message, self.type, self.param, self.code, self.headers
-        )
-
-
-class QueueFullError(Exception):
-    """The batcher holds ``max_queued_inputs`` texts already: retry later."""
-
-
-class ShuttingDownError(Exception):
-    """The batcher is closing and accepts no new work."""
-
-
 class _BodyTooLargeError(Exception):
     """A request body grew past ``max_request_bytes`` while it was read."""
-
-
-def error_response(
-    status: int,
-    message: str,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """A JSON response in OpenAI's error shape."""
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-# -- wire models (they also make the OpenAPI schema) ------------------------------------
-
-
-class EmbeddingRequest(BaseModel):
-    """OpenAI's embeddings request; unknown fields are ignored, as clients vary."""
-
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "examples": [
-                {"input": ["A man is playing a guitar.", "一个男人在弹吉他。"], "model": "m"},
-                {"input": "one text", "encoding_format": "base64", "kind": "query"},
-            ]
-        },
-    )
-
-    input: str | list[str] | list[int] | list[list[int]] = Field(
-        description="A text or a list of texts. Token-id arrays are rejected (400): "
-        "this server tokenises with its own model's tokenizer."
-    )
-    model: str | None = Field(
-        None, description="Accepted for compatibility; the server serves one model."
-    )
-    encoding_format: Literal["float", "base64"] | None = Field(
-        "float", description="`float` lists (also when null), or `base64` of little-endian float32."
-    )
-    dimensions: int | None = Field(
-        None, description="Must equal the model's dimension if given (no truncation)."
-    )
-    user: str | None = Field(None, description="Accepted and ignored.")
-    kind: Kind | None = Field(
-        None,
-        description="promptembed extension: `document` or `query` template route; "
-        "default from the server config.",
-    )
-
-
-class EmbeddingItem(BaseModel):
-    """One vector of the response."""
-
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float] | str
-
-
-class Usage(BaseModel):
-    """Token counts of the inputs (the model's tokenizer, without the template)."""
-
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingResponse(BaseModel):
-    """OpenAI's embeddings response."""
-
-    object: Literal["list"] = "list"
-    data: list[EmbeddingItem]
-    model: str
-    usage: Usage
-
-
-class ErrorBody(BaseModel):
-    """The inside of an OpenAI error."""
-
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    """OpenAI's error shape."""
-
-    error: ErrorBody
-
-
-class ModelCard(BaseModel):
-    """One entry of ``/v1/models``."""
-
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "promptembed"
-
-
-class ModelList(BaseModel):
-    """The ``/v1/models`` listing."""
-
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-class Health(BaseModel):
-    """``/health``: status, model and batching counters."""
-
-    status: Literal["ok"] = "ok"
-    model: str
-    dimension: int
-    queued_inputs: int
-    max_queued_inputs: int
-    requests: int
-    batches: int
-    batched_inputs: int
-
-
-# -- dynamic batching ---------------------------------------------------------------------
-
-
-@dataclass
-class _Work:
-    texts: list[str]
-    kind: Kind
-    future: asyncio.Future[tuple[np.ndarray, int]]
-
-
-@dataclass
-class BatchStats:
-    """Counters of the batcher (shown by ``/health``)."""
-
-    requests: int = 0
-    batches: int = 0
-    batched_inputs: int = 0
-    largest_batch: int = 0
-    recent: deque[int] = field(default_factory=lambda: deque(maxlen=256))
-
-
-class DynamicBatcher:
-    """Gathers concurrent requests into shared batches for one embedder.
-
-    One asyncio task collects queued requests (whole requests, up to
-    ``max_batch_inputs`` texts, waiting at most ``max_batch_wait_ms`` for more) and runs
-    each batch on a single dedicated thread, so the event loop never embeds. The number
-    of accepted, unanswered texts is bounded by ``max_queued_inputs``.
-
-    Args:
-        embedder: Anything with ``embed(texts, kind=...)`` and ``dimension``.
-        max_queued_inputs: Bound on accepted and unanswered texts.
-        max_batch_inputs: Max texts per embedding call (a larger request runs alone).
-        max_batch_wait_ms: Wait for more requests before running a batch that is not full.
-        count_tokens: ``texts -> token counts`` run on the model thread, or None for 0s.
-
-    Example:
-        >>> async def main(embedder):  # doctest: +SKIP
-        ...     batcher = DynamicBatcher(embedder)
-        ...     batcher.start()
-        ...     vectors, tokens = await batcher.submit(["a text"], "document")
-        ...     await batcher.close()
-
-    """
-
-    def __init__(
-        self,
-        embedder: Embedder,
-        *,
-        max_queued_inputs: int = 8192,
-        max_batch_inputs: int = 256,
-        max_batch_wait_ms: float = 5.0,
-        count_tokens: Callable[[list[str]], int] | None = None,
-    ) -> None:
-        self.embedder = embedder
-        self.max_queued_inputs = max_queued_inputs
-        self.max_batch_inputs = max_batch_inputs
-        self.max_batch_wait = max_batch_wait_ms / 1000
-        self.count_tokens = count_tokens
-        self.stats = BatchStats()
-        self._pending: deque[_Work] = deque()
-        self._queued_inputs = 0
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptembed-embed")
-
-    @property
-    def queued_inputs(self) -> int:
-        """Texts accepted and not yet answered."""
-        return self._queued_inputs
-
-    def start(self) -> None:
-        """Start the batcher task on the running event loop."""
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="promptembed-batch")
-
-    async def submit(self, texts: list[str], kind: Kind) -> tuple[np.ndarray, int]:
-        """Queue texts and wait for ``(vectors, token_count)``.
-
-        Raises:
-            QueueFullError: If accepting them would exceed ``max_queued_inputs``.
-            ShuttingDownError: If the batcher is closing.
-
-        """
-        if self._closing or self._task is None or self._wakeup is None:
-            raise ShuttingDownError("the server is shutting down")
-        if self._task.done():  # pragma: no cover - the batcher task never ends by itself
-            raise ShuttingDownError("the batcher has stopped")
-        if self._queued_inputs + len(texts) > self.max_queued_inputs:
-            raise QueueFullError(
-                f"the server queue is full ({self._queued_inputs} of {self.max_queued_inputs} "
-                f"inputs waiting); retry later"
-            )
-        future: asyncio.Future[tuple[np.ndarray, int]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Work(texts, kind, future))
-        self._queued_inputs += len(texts)
-        self.stats.requests += 1
-        self._wakeup.set()
-        try:
-            # Shielded: a cancelled request must not cancel a batch it shares.
-            return await asyncio.shield(future)
-        finally:
-            if not future.done():
-                future.cancel()
-
-    async def close(self) -> None:
-        """Stop accepting work, finish everything queued, then stop the thread."""
-        self._closing = True
-        if self._wakeup is not None:
-            self._wakeup.set()
-        if self._task is not None:
-            await self._task
-        self._executor.shutdown(wait=True)
-
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            deadline = loop.time() + self.max_batch_wait
-            while not self._closing and self._pending_inputs() < self.max_batch_inputs:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except asyncio.TimeoutError:  # not the builtin on Python 3.10
-                    break
-            batch = self._take()
-            await self._execute(batch, loop)
-
-    def _pending_inputs(self) -> int:
-        return sum(len(w.texts) for w in self._pending)
-
-    def _take(self) -> list[_Work]:
-        batch: list[_Work] = []
-        size = 0
-        while self._pending:
-            work = self._pending[0]
-            if batch and size + len(work.texts) > self.max_batch_inputs:
-                break
-            self._pending.popleft()
-            if work.future.done():  # the client went away before its turn
-                self._queued_inputs -= len(work.texts)
-                continue
-            batch.append(work)
-            size += len(work.texts)
-        return batch
-
-    async def _execute(self, batch: list[_Work], loop: asyncio.AbstractEventLoop) -> None:
-        if not batch:
-            return
-        size = sum(len(w.texts) for w in batch)
-        try:
-            results = await loop.run_in_executor(self._executor, self._embed_batch, batch)
-        except Exception as error:
-            logger.exception("embedding a batch of %d inputs failed", size)
-            for work in batch:
-                if not work.future.done():
-                    work.future.set_exception(error)
-        else:
-            for work, result in zip(batch, results):
-                if not work.future.done():
-                    work.future.set_result(result)
-        finally:
-            self._queued_inputs -= size
-            self.stats.batches += 1
-            self.stats.batched_inputs += size
-            self.stats.largest_batch = max(self.stats.largest_batch, size)
-            self.stats.recent.append(size)
-
-    def _embed_batch(self, batch: list[_Work]) -> list[tuple[np.ndarray, int]]:
-        """Runs on the model thread: one ``embed`` call per template route."""
-        results: list[tuple[np.ndarray, int] | None] = [None] * len(batch)
-        for kind in ("document", "query"):
-            members = [i for i, w in enumerate(batch) if w.kind == kind]
-            if not members:
-                continue
-            texts = [t for i in members for t in batch[i].texts]
-            vectors = self.embedder.embed(texts, kind=kind)
-            start = 0
-            for i in members:
-                n = len(batch[i].texts)
-                tokens = self.count_tokens(batch[i].texts) if self.count_tokens else 0
-                results[i] = (vectors[start : start + n], tokens)
-                start += n
-        return [r for r in results if r is not None]
 
 
 # -- request validation and rendering -------------------------------------------------------

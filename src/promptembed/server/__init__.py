@@ -1,0 +1,37 @@
+"""An OpenAI-compatible embeddings server with dynamic batching (FastAPI + uvicorn).
+
+``promptembed serve --config promptembed.toml`` runs it; any OpenAI embeddings client
+works unchanged (the official ``openai`` package, LangChain's ``OpenAIEmbeddings``,
+LlamaIndex's and Chroma's OpenAI embedding functions).
+
+Endpoints:
+    * ``POST /v1/embeddings``: OpenAI's request and response shapes; ``encoding_format``
+      ``float`` or ``base64``; an extension field ``kind`` (``document`` | ``query``)
+      picks the template route.
+    * ``GET /v1/models``, ``GET /v1/models/{model}``: the one served model.
+    * ``GET /health``: liveness, model, dimension and batching counters.
+    * ``GET /openapi.json`` (and ``/docs``): the schema.
+
+Concurrent requests are queued and gathered into shared batches by one batcher task;
+the model runs on one dedicated thread, never on the event loop. The queue is bounded
+(``max_queued_inputs``); beyond it requests get 429 with ``Retry-After``. Errors use
+OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
+
+Needs the ``server`` extra: ``pip install 'promptembed[server]'``.
+"""
+
+from __future__ import annotations
+
+try:
+    import fastapi  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as error:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "promptembed.server needs FastAPI and uvicorn: pip install 'promptembed[server]'"
+    ) from error
+
+from promptembed.server.app import create_app, run
+from promptembed.server.batcher import DynamicBatcher, QueueFullError
+from promptembed.server.schemas import APIError
+
+__all__ = ["APIError", "DynamicBatcher", "QueueFullError", "create_app", "run"]

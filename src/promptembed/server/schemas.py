@@ -1,0 +1,162 @@
+"""Wire models of the OpenAI embeddings API (they make the OpenAPI schema) and its errors."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptembed.embedder import Kind
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape ``{"error": {...}}``.
+
+    Example:
+        >>> APIError(400, "input must not be empty", param="input").status
+        400
+
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        """The JSON response carrying this error."""
+        return error_response(
+            self.status, self.message, self.type, self.param, self.code, self.headers
+        )
+
+
+def error_response(
+    status: int,
+    message: str,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A JSON response in OpenAI's error shape."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- wire models (they also make the OpenAPI schema) ------------------------------------
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request; unknown fields are ignored, as clients vary."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"input": ["A man is playing a guitar.", "一个男人在弹吉他。"], "model": "m"},
+                {"input": "one text", "encoding_format": "base64", "kind": "query"},
+            ]
+        },
+    )
+
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A text or a list of texts. Token-id arrays are rejected (400): "
+        "this server tokenises with its own model's tokenizer."
+    )
+    model: str | None = Field(
+        None, description="Accepted for compatibility; the server serves one model."
+    )
+    encoding_format: Literal["float", "base64"] | None = Field(
+        "float", description="`float` lists (also when null), or `base64` of little-endian float32."
+    )
+    dimensions: int | None = Field(
+        None, description="Must equal the model's dimension if given (no truncation)."
+    )
+    user: str | None = Field(None, description="Accepted and ignored.")
+    kind: Kind | None = Field(
+        None,
+        description="promptembed extension: `document` or `query` template route; "
+        "default from the server config.",
+    )
+
+
+class EmbeddingItem(BaseModel):
+    """One vector of the response."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    """Token counts of the inputs (the model's tokenizer, without the template)."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    """OpenAI's embeddings response."""
+
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: Usage
+
+
+class ErrorBody(BaseModel):
+    """The inside of an OpenAI error."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error shape."""
+
+    error: ErrorBody
+
+
+class ModelCard(BaseModel):
+    """One entry of ``/v1/models``."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "promptembed"
+
+
+class ModelList(BaseModel):
+    """The ``/v1/models`` listing."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    """``/health``: status, model and batching counters."""
+
+    status: Literal["ok"] = "ok"
+    model: str
+    dimension: int
+    queued_inputs: int
+    max_queued_inputs: int
+    requests: int
+    batches: int
+    batched_inputs: int
