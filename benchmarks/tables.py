@@ -1,0 +1,112 @@
+"""Render the README's quality tables from benchmarks/results (markdown on stdout).
+
+python benchmarks/tables.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RES = Path(__file__).parent / "results"
+DEFAULT_LAYER = {
+    "eol": -1,
+    "sth": -1,
+    "sum": -1,
+    "cot": -2,
+    "ke": -2,
+    "zh-eol": -1,
+    "zh-cot": -2,
+    "zh-ke": -2,
+}
+RUNS = [
+    ("smollm2-en", "SmolLM2-135M", "en"),
+    ("gemma-en", "Gemma-3-270M", "en"),
+    ("gemma-zh", "Gemma-3-270M", "zh"),
+]
+
+
+def load_tune(name: str) -> list[dict] | None:
+    path = RES / f"tune-{name}.json"
+    if not path.is_file() or not path.stat().st_size:
+        return None
+    return json.loads(path.read_text())
+
+
+def default_single(rows: list[dict], template: str, calibrated: bool = False) -> float | None:
+    key = [f"{template}@{DEFAULT_LAYER[template]}"]
+    return next(
+        (r["spearman"] for r in rows if r["templates"] == key and r["calibrated"] == calibrated),
+        None,
+    )
+
+
+def sts_table() -> str:
+    """Paper templates at their default layers, plus the no-prompt mean baseline."""
+    direct = {}
+    for line in (RES / "sts-dev.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        label = "mean" if r["template"] == "none" else r["template"]
+        direct[(r["model"], r["lang"], label)] = r["spearman"]
+    models = {"SmolLM2-135M": "smollm2-135m", "Gemma-3-270M": "gemma-3-270m"}
+    out = [
+        "| model | lang | eol | sth | sum | cot | ke | mean (no prompt) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, pretty, lang in RUNS:
+        rows = load_tune(name) or []
+        cells = []
+        for t in ("eol", "sth", "sum", "cot", "ke", "mean"):
+            v = direct.get((models[pretty], lang, t))
+            if v is None and t != "mean":
+                v = default_single(rows, t)
+            cells.append(f"{v:.2f}" if v is not None else "n/m")
+        out.append(f"| {pretty} | {lang} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def booster_table() -> str:
+    out = [
+        "| model | lang | paper best (template) | + centering | + tuned layer | + ensemble "
+        "| best combination | gain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, pretty, lang in RUNS:
+        rows = load_tune(name)
+        if rows is None:
+            out.append(f"| {pretty} | {lang} | not measured | | | | | |")
+            continue
+        singles = [t for t in DEFAULT_LAYER if default_single(rows, t) is not None]
+        paper_t = max(singles, key=lambda t: default_single(rows, t))
+        paper = default_single(rows, paper_t)
+        centered = default_single(rows, paper_t, calibrated=True)
+        layer = max(
+            (r for r in rows if len(r["templates"]) == 1 and not r["calibrated"]),
+            key=lambda r: r["spearman"],
+        )
+        ens = max(
+            (r for r in rows if len(r["templates"]) > 1 and not r["calibrated"]),
+            key=lambda r: r["spearman"],
+            default=None,
+        )
+        best = rows[0]
+
+        def fmt(r: dict | None) -> str:
+            if r is None:
+                return "n/m"
+            tag = " + ".join(r["templates"]) + (", centered" if r["calibrated"] else "")
+            return f"{r['spearman']:.2f} ({tag})"
+
+        out.append(
+            f"| {pretty} | {lang} | {paper:.2f} ({paper_t}) | "
+            f"{centered:.2f} | {fmt(layer)} | {fmt(ens)} | {fmt(best)} | "
+            f"{best['spearman'] - paper:+.2f} |"
+        )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print("### STS-B dev, paper templates\n")
+    print(sts_table())
+    print("\n### STS-B dev, training-free boosters\n")
+    print(booster_table())
