@@ -26,3 +26,16 @@ def test_batch_cache_expands_and_leaves_prefix_intact(arch, model_dirs):
         assert layer.keys.shape[0] == 1
         torch.testing.assert_close(layer.keys, k)
         torch.testing.assert_close(layer.values, v)
+
+
+def test_batch_cache_does_not_keep_the_batch_states(model_dirs):
+    model = AutoModel.from_pretrained(model_dirs["llama"]).eval()
+    fwd = LayerForward(model, -1)
+    fwd.set_prefix([0, 5, 9, 13])
+    cache = fwd._batch_cache(2)
+    layer = cache.layers[0]
+    k = torch.randn(2, layer.keys.shape[1], 3, layer.keys.shape[3])
+    keys, values = layer.update(k, k.clone())
+    assert keys.shape[2] == values.shape[2] == 4 + 3  # prefix + new, returned
+    torch.testing.assert_close(keys[:, :, 4:], k)
+    assert layer.keys.shape[2] == 4  # but nothing of the batch was stored

@@ -237,9 +237,11 @@ class LayerForward:
         """The prefix cache for a batch of ``size`` rows.
 
         The one-row cache is copied (cheap) and its keys/values *expanded* to the batch,
-        not repeated: the layer's first update concatenates the new tokens onto them,
-        which materialises the batch once instead of twice. Layers that update in
-        place (not ``DynamicLayer``) get real copies.
+        not repeated. Each layer's update then returns the prefix concatenated with the
+        batch's new keys/values *without storing them*: the batch's cache is dropped
+        after the pass, and keeping every layer's keys/values alive until then would
+        only raise peak memory (hundreds of MB for a batch of long documents). Layers
+        of another kind (which may update in place) get real copies instead.
         """
         cache = copy.deepcopy(self.prefix.cache)
         for layer in getattr(cache, "layers", ()):
@@ -247,8 +249,11 @@ class LayerForward:
             if keys is None or not keys.numel():
                 continue
             if _cat_update(layer):
-                layer.keys = keys.expand(size, *keys.shape[1:])
-                layer.values = layer.values.expand(size, *layer.values.shape[1:])
+                _read_only(
+                    layer,
+                    keys.expand(size, *keys.shape[1:]),
+                    layer.values.expand(size, *layer.values.shape[1:]),
+                )
             else:
                 layer.batch_repeat_interleave(size)
         return cache
@@ -270,3 +275,15 @@ def _cat_update(layer: Any) -> bool:
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
     return type(layer) in (DynamicLayer, DynamicSlidingWindowLayer)
+
+
+def _read_only(layer: Any, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """Make a cache layer answer ``prefix + new`` keys/values without keeping them."""
+    layer.keys, layer.values = keys, values
+
+    def update(
+        key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
+
+    layer.update = update
