@@ -18,8 +18,13 @@ tune_run() {  # name lang templates
   promptembed tune --config "examples/configs/best-$1.toml" --data "$data/stsb-$2-dev.csv" \
     --sample "$data/stsb-$2-train.csv" --limit 1000 --templates "$3" --json > "$res/tune-$1.json"
 }
-[ -n "${SKIP_SMOLLM2:-}" ] || tune_run smollm2-en en eol,cot,ke
-tune_run gemma-en en eol,sth,sum,cot,ke
-sts gemma-3-270m en none --pooling mean
-tune_run gemma-zh zh eol,sth,sum,cot,ke,zh-eol,zh-ke
-sts gemma-3-270m zh none --pooling mean
+# Pick the runs with $RUNS (default all); with OMP_NUM_THREADS=1 two runs share 2 cores
+# without oversubscription.
+for run in ${RUNS:-smollm2-en gemma-en gemma-zh}; do
+  case $run in
+    smollm2-en) tune_run smollm2-en en eol,cot,ke ;;
+    gemma-en) tune_run gemma-en en eol,sth,sum,cot,ke; sts gemma-3-270m en none --pooling mean ;;
+    gemma-zh) tune_run gemma-zh zh eol,sth,sum,cot,ke,zh-eol,zh-ke
+              sts gemma-3-270m zh none --pooling mean ;;
+  esac
+done
