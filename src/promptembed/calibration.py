@@ -115,6 +115,7 @@ class Calibration:
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(blob)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; other users' servers must read it
         os.replace(tmp, target)
         return target
 
