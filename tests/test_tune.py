@@ -120,3 +120,29 @@ def test_calibrate_rejects_unknown_method(config_file):
         app, ["calibrate", str(config_file), "--config", str(config_file), "--method", "pca"]
     )
     assert result.exit_code == 2 and "center' or 'whiten" in result.output
+
+
+def test_tune_tries_whitening_and_the_cli_writes_that_calibration(
+    config_file, tmp_path, monkeypatch
+):
+    import promptembed.tune as tune_module
+
+    monkeypatch.setattr(tune_module, "CALIBRATIONS", (("whiten-8", "whiten", 8),))
+    dev = tmp_path / "dev.csv"
+    dev.write_text("\n".join(f'"{a}","{b}",{s}' for a, b, s in PAIRS) + "\n")
+    sample = tmp_path / "sample.txt"
+    sample.write_text("\n".join(SAMPLE))
+    result = CliRunner().invoke(app, ["tune", "--data", str(dev), "--config", str(config_file),
+                                      "--templates", "eol", "--sample", str(sample), "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    calibrated = [r for r in rows if r["calibrated"]]
+    assert calibrated and all(r["calibration"] == "whiten-8" for r in calibrated)
+    cfg = load_config(config_file)
+    if rows[0]["calibrated"]:  # the written file is the winner's calibration
+        cal = Calibration.load(cfg.embedder.calibration)
+        assert cal.fitted_on["method"] == "whiten" and cal.dimension == 8
+    else:
+        assert cfg.embedder.calibration is None

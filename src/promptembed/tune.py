@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from promptembed.embedder import PromptEmbedder
 
 
+# Calibrations tune tries on each candidate: centering, and whitening to a few widths
+# (on SmolLM2 `ke`, whitening to 128 dims beat centering by 2 points on STS-B dev).
+CALIBRATIONS: tuple[tuple[str, str, int | None], ...] = (
+    ("center", "center", None),
+    ("whiten-64", "whiten", 64),
+    ("whiten-128", "whiten", 128),
+    ("whiten-256", "whiten", 256),
+)
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -33,6 +43,16 @@ class Candidate:
     """Members as ``name@layer``."""
     calibrated: bool
     spearman: float
+    calibration: str = ""
+    """``center`` or ``whiten-<dims>`` when calibrated."""
+
+    @property
+    def method(self) -> tuple[str, int | None]:
+        """The calibration as ``(method, dims)`` for :meth:`Calibration.fit`."""
+        if not self.calibration or self.calibration == "center":
+            return "center", None
+        method, dims = self.calibration.split("-")
+        return method, int(dims)
 
 
 @dataclass
@@ -111,7 +131,7 @@ def tune(
         out = []
         singles = sorted(dev, key=lambda k: -_scored(k, calibrated))
         for key in singles:
-            out.append(Candidate((key,), calibrated, _scored(key, calibrated)))
+            out.append(Candidate((key,), calibrated, *_best(key, calibrated)))
         # Ensembles of the best layer of each template, among the top templates.
         best_per_template: dict[str, str] = {}
         for key in singles:
@@ -121,20 +141,34 @@ def tune(
             for members in itertools.combinations(top, size):
                 vec = np.mean([dev[m] for m in members], axis=0)
                 if calibrated:
-                    cal = Calibration.fit(np.mean([fit[m] for m in members], axis=0))
-                    vec = cal.apply(vec)
-                out.append(Candidate(tuple(members), calibrated, round(score(vec), 2)))
+                    value, label = best_calibration(vec, np.mean([fit[m] for m in members], axis=0))
+                else:
+                    value, label = round(score(vec), 2), ""
+                out.append(Candidate(tuple(members), calibrated, value, label))
         return out
 
-    cache: dict[tuple[str, bool], float] = {}
+    def best_calibration(vec: np.ndarray, sample_vec: np.ndarray) -> tuple[float, str]:
+        """The best of centering and whitening to a few widths (cheap: one SVD each)."""
+        results = []
+        for label, method, dims in CALIBRATIONS:
+            if dims is not None and dims >= min(sample_vec.shape) - 1:
+                continue
+            cal = Calibration.fit(sample_vec, method=method, dims=dims)  # type: ignore[arg-type]
+            results.append((round(score(cal.apply(vec)), 2), label))
+        return max(results)
+
+    cache: dict[tuple[str, bool], tuple[float, str]] = {}
+
+    def _best(key: str, calibrated: bool) -> tuple[float, str]:
+        if (key, calibrated) not in cache:
+            if calibrated:
+                cache[key, calibrated] = best_calibration(dev[key], fit[key])
+            else:
+                cache[key, calibrated] = (round(score(dev[key]), 2), "")
+        return cache[key, calibrated]
 
     def _scored(key: str, calibrated: bool) -> float:
-        if (key, calibrated) not in cache:
-            vec = dev[key]
-            if calibrated:
-                vec = Calibration.fit(fit[key]).apply(vec)
-            cache[key, calibrated] = round(score(vec), 2)
-        return cache[key, calibrated]
+        return _best(key, calibrated)[0]
 
     candidates = combos(False) + (combos(True) if sample else [])
     candidates.sort(key=lambda c: (-c.spearman, len(c.templates), c.calibrated))

@@ -88,7 +88,7 @@ def tune_cmd(
     write: Annotated[bool, typer.Option(help="Write the winner into the config.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")] = False,
 ) -> None:
-    """Search template × layer (× centering × ensembles) on dev data; keep the winner."""
+    """Search template × layer (× centering/whitening × ensembles) on dev data; keep the winner."""
     from promptembed.calibration import Calibration, fit_fields
     from promptembed.embedder import PromptEmbedder
     from promptembed.evaluate import read_sts, read_texts
@@ -114,8 +114,12 @@ def tune_cmd(
                 raw = PromptEmbedder.from_model(
                     embedder.model, embedder.tokenizer, **chosen.model_dump(exclude={"model"})
                 )
+                method, dims = best.method
                 calibration = Calibration.fit(
-                    raw.embed_raw(texts or []), fitted_on=fit_fields(chosen)
+                    raw.embed_raw(texts or []),
+                    method=method,  # type: ignore[arg-type]
+                    dims=dims,
+                    fitted_on=fit_fields(chosen),
                 )
                 calibration_name = calibration.save(config.parent).name
             _write_embedder_fields(
@@ -128,12 +132,10 @@ def tune_cmd(
         typer.echo(json.dumps([c.__dict__ for c in result.candidates]))
     else:
         table = Table(title=f"tune on {data.name} — best first")
-        for col in ("templates", "centered", "spearman"):
+        for col in ("templates", "calibration", "spearman"):
             table.add_column(col)
         for c in rows:
-            table.add_row(
-                " + ".join(c.templates), "yes" if c.calibrated else "no", f"{c.spearman:.2f}"
-            )
+            table.add_row(" + ".join(c.templates), c.calibration or "-", f"{c.spearman:.2f}")
         console.print(table)
     if write:
         err.print(f"wrote template={winner!r}, calibration={calibration_name!r} to {config}")
