@@ -76,7 +76,8 @@ def booster_table() -> str:
         if rows is None:
             out.append(f"| {pretty} | {lang} | not measured | | | | | |")
             continue
-        singles = [t for t in DEFAULT_LAYER if default_single(rows, t) is not None]
+        paper_templates = ("eol", "sth", "sum", "cot", "ke")
+        singles = [t for t in paper_templates if default_single(rows, t) is not None]
         paper_t = max(singles, key=lambda t: default_single(rows, t))
         paper = default_single(rows, paper_t)
         centered = default_single(rows, paper_t, calibrated=True)
@@ -105,8 +106,26 @@ def booster_table() -> str:
     return "\n".join(out)
 
 
+def zh_table() -> str:
+    """Chinese templates against the paper's, Gemma on STS-B zh dev (default layers)."""
+    rows = load_tune("gemma-zh")
+    if rows is None:
+        return "(not measured)"
+    names = ("eol", "cot", "ke", "zh-eol", "zh-ke")
+    cells = [default_single(rows, t) for t in names]
+    head = "| model | " + " | ".join(names) + " |"
+    body = (
+        "| Gemma-3-270M, zh dev | "
+        + " | ".join(f"{v:.2f}" if v is not None else "n/m" for v in cells)
+        + " |"
+    )
+    return "\n".join([head, "|---|" + "---|" * len(names), body])
+
+
 if __name__ == "__main__":
     print("### STS-B dev, paper templates\n")
     print(sts_table())
     print("\n### STS-B dev, training-free boosters\n")
     print(booster_table())
+    print("\n### Chinese templates\n")
+    print(zh_table())
