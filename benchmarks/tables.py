@@ -41,45 +41,70 @@ def default_single(rows: list[dict], template: str, calibrated: bool = False) ->
     )
 
 
-def sts_table() -> str:
-    """Paper templates at their default layers, plus the no-prompt mean baseline."""
-    direct = {}
+def direct_scores() -> dict[tuple[str, str, str], float]:
+    """``promptembed eval sts`` results keyed by (model, lang, template or 'mean')."""
+    out = {}
     for line in (RES / "sts-dev.jsonl").read_text().splitlines():
         r = json.loads(line)
         label = "mean" if r["template"] == "none" else r["template"]
-        direct[(r["model"], r["lang"], label)] = r["spearman"]
-    models = {"SmolLM2-135M": "smollm2-135m", "Gemma-3-270M": "gemma-3-270m"}
+        out[(r["model"], r["lang"], label)] = r["spearman"]
+    return out
+
+
+MODELS = {"SmolLM2-135M": "smollm2-135m", "Gemma-3-270M": "gemma-3-270m"}
+
+
+def paper_scores(name: str, pretty: str, lang: str) -> dict[str, float]:
+    """The five paper templates at their default layers: direct runs, else tune's grid."""
+    direct, rows = direct_scores(), load_tune(name) or []
+    out = {}
+    for t in ("eol", "sth", "sum", "cot", "ke"):
+        v = direct.get((MODELS[pretty], lang, t))
+        out[t] = v if v is not None else default_single(rows, t)
+    return {t: v for t, v in out.items() if v is not None}
+
+
+def sts_table() -> str:
+    """Paper templates at their default layers, plus the no-prompt mean baseline."""
+    direct = direct_scores()
     out = [
         "| model | lang | eol | sth | sum | cot | ke | mean (no prompt) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, pretty, lang in RUNS:
-        rows = load_tune(name) or []
-        cells = []
-        for t in ("eol", "sth", "sum", "cot", "ke", "mean"):
-            v = direct.get((models[pretty], lang, t))
-            if v is None and t != "mean":
-                v = default_single(rows, t)
-            cells.append(f"{v:.2f}" if v is not None else "n/m")
-        out.append(f"| {pretty} | {lang} | " + " | ".join(cells) + " |")
+        scores = paper_scores(name, pretty, lang)
+        scores["mean"] = direct.get((MODELS[pretty], lang, "mean"))
+        cells = [scores.get(t) for t in ("eol", "sth", "sum", "cot", "ke", "mean")]
+        out.append(
+            f"| {pretty} | {lang} | "
+            + " | ".join(f"{v:.2f}" if v is not None else "n/m" for v in cells)
+            + " |"
+        )
     return "\n".join(out)
+
+
+def whitened(name: str) -> dict | None:
+    """benchmarks/whitening_probe.py on the shipped config, if it was run."""
+    path = RES / f"whitening-{name}-best.json"
+    if not path.is_file() or not path.stat().st_size:
+        return None
+    return json.loads(path.read_text().strip().splitlines()[-1])
 
 
 def booster_table() -> str:
     out = [
         "| model | lang | paper best (template) | + centering | + tuned layer | + ensemble "
-        "| best combination | gain |",
-        "|---|---|---|---|---|---|---|---|",
+        "| best of tune | shipped config, whitening probed | gain |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, pretty, lang in RUNS:
         rows = load_tune(name)
         if rows is None:
             out.append(f"| {pretty} | {lang} | not measured | | | | | |")
             continue
-        paper_templates = ("eol", "sth", "sum", "cot", "ke")
-        singles = [t for t in paper_templates if default_single(rows, t) is not None]
-        paper_t = max(singles, key=lambda t: default_single(rows, t))
-        paper = default_single(rows, paper_t)
+        paper_all = paper_scores(name, pretty, lang)
+        paper_t = max(paper_all, key=lambda t: paper_all[t])
+        paper = paper_all[paper_t]
         centered = default_single(rows, paper_t, calibrated=True)
         layer = max(
             (r for r in rows if len(r["templates"]) == 1 and not r["calibrated"]),
@@ -98,10 +123,19 @@ def booster_table() -> str:
             tag = " + ".join(r["templates"]) + (", centered" if r["calibrated"] else "")
             return f"{r['spearman']:.2f} ({tag})"
 
+        centered_cell = f"{centered:.2f}" if centered is not None else "n/m"
+        shipped, final = whitened(name), best["spearman"]
+        if shipped is not None:
+            tag = shipped["template"]
+            tag = " + ".join(tag) if isinstance(tag, list) else tag
+            final = max(final, shipped[shipped["best"]])
+            shipped_cell = f"{shipped[shipped['best']]:.2f} ({tag}, {shipped['best']})"
+        else:
+            shipped_cell = "n/m"
         out.append(
             f"| {pretty} | {lang} | {paper:.2f} ({paper_t}) | "
-            f"{centered:.2f} | {fmt(layer)} | {fmt(ens)} | {fmt(best)} | "
-            f"{best['spearman'] - paper:+.2f} |"
+            f"{centered_cell} | {fmt(layer)} | {fmt(ens)} | {fmt(best)} | {shipped_cell} | "
+            f"{final - paper:+.2f} |"
         )
     return "\n".join(out)
 
