@@ -1,6 +1,6 @@
 """Write benchmarks/tables.py's markdown into README.md between marker comments.
 
-    python benchmarks/readme_tables.py
+python benchmarks/readme_tables.py
 """
 
 from __future__ import annotations

@@ -47,8 +47,9 @@ def test_embed_layers_matches_single_layer_embedders(embedder_factory):
     stacked = emb.embed_layers(TEXTS, "eol", [-1, -2, 2])
     assert stacked.shape == (len(TEXTS), 3, emb.hidden_size)
     for j, layer in enumerate([-1, -2, 2]):
-        single = embedder_factory("gemma3", template="eol", layer=layer,
-                                  normalize_embeddings=False).embed(TEXTS)
+        single = embedder_factory(
+            "gemma3", template="eol", layer=layer, normalize_embeddings=False
+        ).embed(TEXTS)
         np.testing.assert_allclose(stacked[:, j], single, rtol=1e-4, atol=1e-4)
 
 
@@ -78,8 +79,10 @@ def test_fit_rejects_bad_dims():
 
 
 def fitted(emb: PromptEmbedder, tmp_path, **kw):
-    sample = [f"sample sentence number {i} about {w}" for i, w in
-              enumerate(["cats", "dogs", "music", "stocks", "rain", "chess"] * 4)]
+    sample = [
+        f"sample sentence number {i} about {w}"
+        for i, w in enumerate(["cats", "dogs", "music", "stocks", "rain", "chess"] * 4)
+    ]
     cal = Calibration.fit(emb.embed_raw(sample), fitted_on=fit_fields(emb.config), **kw)
     return cal.save(tmp_path)
 
@@ -103,12 +106,12 @@ def test_calibration_applies_to_queries_too(model_dirs, tmp_path):
     path = str(model_dirs["llama"])
     base = PromptEmbedder(path, device="cpu", template="eol", query_template="sum")
     file = fitted(base, tmp_path)
-    emb = PromptEmbedder(path, device="cpu", template="eol", query_template="sum",
-                         calibration=str(file))
+    emb = PromptEmbedder(
+        path, device="cpu", template="eol", query_template="sum", calibration=str(file)
+    )
     cal = Calibration.load(file)
     raw_q = base.embed_raw(["where is it"], kind="query")
-    np.testing.assert_allclose(emb.embed_query("where is it"), unit(cal.apply(raw_q))[0],
-                               atol=1e-5)
+    np.testing.assert_allclose(emb.embed_query("where is it"), unit(cal.apply(raw_q))[0], atol=1e-5)
 
 
 def test_calibration_from_another_embedder_is_refused(model_dirs, tmp_path):

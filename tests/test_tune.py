@@ -132,8 +132,21 @@ def test_tune_tries_whitening_and_the_cli_writes_that_calibration(
     dev.write_text("\n".join(f'"{a}","{b}",{s}' for a, b, s in PAIRS) + "\n")
     sample = tmp_path / "sample.txt"
     sample.write_text("\n".join(SAMPLE))
-    result = CliRunner().invoke(app, ["tune", "--data", str(dev), "--config", str(config_file),
-                                      "--templates", "eol", "--sample", str(sample), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            "--data",
+            str(dev),
+            "--config",
+            str(config_file),
+            "--templates",
+            "eol",
+            "--sample",
+            str(sample),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     import json
 

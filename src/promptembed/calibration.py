@@ -92,8 +92,12 @@ class Calibration:
                 std = s[:k] / np.sqrt(n - 1)
                 projection = projection / np.maximum(std, 1e-6 * std[0])
         meta = {**(fitted_on or {}), "samples": n, "method": method, "dims": dims}
-        return cls(method, mean.astype(np.float32),
-                   None if projection is None else projection.astype(np.float32), meta)
+        return cls(
+            method,
+            mean.astype(np.float32),
+            None if projection is None else projection.astype(np.float32),
+            meta,
+        )
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """Transform rows; float32 out."""

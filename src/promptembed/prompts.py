@@ -79,13 +79,11 @@ class PromptTokenizer:
             truncated += n
         return out, truncated
 
-    def _encode_part(
-        self, texts: Sequence[str], cut: Sequence[str]
-    ) -> tuple[list[list[int]], int]:
+    def _encode_part(self, texts: Sequence[str], cut: Sequence[str]) -> tuple[list[list[int]], int]:
         prompts = [self.template.render(t, normalize=False) for t in cut]
-        batch = self.tokenizer(
-            prompts, add_special_tokens=True, return_attention_mask=False
-        )["input_ids"]
+        batch = self.tokenizer(prompts, add_special_tokens=True, return_attention_mask=False)[
+            "input_ids"
+        ]
         out: list[list[int]] = []
         truncated = 0
         for original, text, ids in zip(texts, cut, batch):

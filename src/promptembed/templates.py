@@ -166,7 +166,10 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
     # Chinese counterparts of eol/cot/ke, written as natural Chinese (chosen on zh dev).
     "zh-eol": Template("zh-eol", "这句话：“", "”用一个词来概括就是：“", layer=-1, normalizer="zh"),
     "zh-cot": Template(
-        "zh-cot", "经过一步一步的思考，这句话：“", "”用一个词来概括就是：“", layer=-2,
+        "zh-cot",
+        "经过一步一步的思考，这句话：“",
+        "”用一个词来概括就是：“",
+        layer=-2,
         normalizer="zh",
     ),
     "zh-ke": Template(
