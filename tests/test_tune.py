@@ -85,23 +85,23 @@ def test_calibrate_cli_writes_hashed_file_and_config(config_file):
     )
 
 
-def test_tune_cli_writes_a_working_winner(config_file, tmp_path):
+def run_tune(config_file, tmp_path, args: list[str]):
+    """`promptembed tune` on PAIRS as dev data and SAMPLE as the calibration sample."""
     dev = tmp_path / "dev.csv"
     dev.write_text("\n".join(f'"{a}","{b}",{s}' for a, b, s in PAIRS) + "\n")
     sample = tmp_path / "sample.txt"
     sample.write_text("\n".join(SAMPLE))
-    result = CliRunner().invoke(
-        app,
+    base = ["tune", "--data", str(dev), "--config", str(config_file), "--sample", str(sample)]
+    return CliRunner().invoke(app, base + args)
+
+
+def test_tune_cli_writes_a_working_winner(config_file, tmp_path):
+    result = run_tune(
+        config_file,
+        tmp_path,
         [
-            "tune",
-            "--data",
-            str(dev),
-            "--config",
-            str(config_file),
             "--templates",
             "eol,cot",
-            "--sample",
-            str(sample),
             "--max-ensemble",
             "2",
             "--json",
@@ -128,22 +128,12 @@ def test_tune_tries_whitening_and_the_cli_writes_that_calibration(
     import promptembed.tune as tune_module
 
     monkeypatch.setattr(tune_module, "CALIBRATIONS", (("whiten-8", "whiten", 8),))
-    dev = tmp_path / "dev.csv"
-    dev.write_text("\n".join(f'"{a}","{b}",{s}' for a, b, s in PAIRS) + "\n")
-    sample = tmp_path / "sample.txt"
-    sample.write_text("\n".join(SAMPLE))
-    result = CliRunner().invoke(
-        app,
+    result = run_tune(
+        config_file,
+        tmp_path,
         [
-            "tune",
-            "--data",
-            str(dev),
-            "--config",
-            str(config_file),
             "--templates",
             "eol",
-            "--sample",
-            str(sample),
             "--json",
         ],
     )
