@@ -128,12 +128,16 @@ def chunk_text(source: str, text: str, index: IndexConfig | None = None) -> list
     return out
 
 
+def plan_sources(
+    paths: Iterable[str | Path], index: IndexConfig | None = None
+) -> dict[str, list[Chunk]]:
+    """The chunks of each file under ``paths``, keyed by source (one entry per file)."""
+    return {s: chunk_text(s, p.read_text(encoding="utf-8"), index) for s, p in find_files(paths)}
+
+
 def plan_corpus(paths: Iterable[str | Path], index: IndexConfig | None = None) -> list[Chunk]:
     """Every chunk of every file under ``paths``: what the collection should hold."""
-    chunks: list[Chunk] = []
-    for source, path in find_files(paths):
-        chunks.extend(chunk_text(source, path.read_text(encoding="utf-8"), index))
-    return chunks
+    return [c for chunks in plan_sources(paths, index).values() for c in chunks]
 
 
 def _existing_ids(collection: Any, sources: Sequence[str]) -> dict[str, set[str]]:
@@ -182,11 +186,10 @@ def index_paths(
 
     """
     cfg = load_config(config)
-    files = find_files(paths)
-    planned = {s: chunk_text(s, p.read_text(encoding="utf-8"), cfg.index) for s, p in files}
+    planned = plan_sources(paths, cfg.index)
     _, collection, embedder = open_checked_collection(cfg, embedder)
     existing = _existing_ids(collection, list(planned))
-    stats = IndexStats(files=len(files), sources=list(planned))
+    stats = IndexStats(files=len(planned), sources=list(planned))
     todo = {s: [c for c in chunks if c.id not in existing[s]] for s, chunks in planned.items()}
     total = sum(len(v) for v in todo.values())
     stats.chunks = sum(len(v) for v in planned.values())

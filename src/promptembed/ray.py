@@ -51,8 +51,7 @@ import ray.data  # noqa: E402
 from promptembed.indexing import (  # noqa: E402
     IndexStats,
     _existing_ids,
-    chunk_text,
-    find_files,
+    plan_sources,
 )
 
 if TYPE_CHECKING:
@@ -420,9 +419,8 @@ def index_paths(
     """
     cfg = _server_config(config)
     assert cfg.store is not None
-    files = find_files(paths)
-    planned = {s: chunk_text(s, p.read_text(encoding="utf-8"), cfg.index) for s, p in files}
-    stats = RayIndexStats(files=len(files), sources=list(planned))
+    planned = plan_sources(paths, cfg.index)
+    stats = RayIndexStats(files=len(planned), sources=list(planned))
     stats.chunks = sum(len(v) for v in planned.values())
     collection = _checked_existing(cfg.store, cfg.embedder)
     existing: dict[str, set[str]] = {s: set() for s in planned}
