@@ -46,6 +46,21 @@ def test_index_then_query(toml, tmp_path):
     assert shown.exit_code == 0 and "1. " in shown.output and "lighthouses.txt" in shown.output
 
 
+def test_prune_flag_removes_deleted_files_chunks(toml, tmp_path):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(EXAMPLES / "corpus", corpus)
+    assert runner.invoke(app, ["index", str(corpus), "--config", str(toml)]).exit_code == 0
+    (corpus / "lighthouses.txt").unlink()
+    out = runner.invoke(app, ["index", str(corpus), "--config", str(toml), "--prune"])
+    assert out.exit_code == 0 and "pruned" in out.output, out.output
+    text = (EXAMPLES / "corpus" / "lighthouses.txt").read_text(encoding="utf-8").strip()
+    got = runner.invoke(app, ["query", text, "-k", "50", "--config", str(toml), "--json"])
+    sources = {json.loads(x)["source"] for x in got.output.splitlines() if x.startswith("{")}
+    assert sources and "corpus/lighthouses.txt" not in sources
+
+
 def test_conflict_and_missing_store_exit_with_a_message(toml, tmp_path, model_dirs):
     corpus = EXAMPLES / "corpus"
     assert runner.invoke(app, ["index", str(corpus), "--config", str(toml)]).exit_code == 0

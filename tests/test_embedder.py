@@ -33,7 +33,7 @@ def prompt_ids(emb: PromptEmbedder, template: str, text: str) -> list[int]:
     return emb.tokenizer(Template.parse(template).render(text))["input_ids"]
 
 
-@pytest.mark.parametrize("template", ["eol", "sth", "sum", "cot", "ke"])
+@pytest.mark.parametrize("template", ["eol", "sth", "sum", "cot", "ke", "echo", "query"])
 def test_each_template_equals_reference(arch, template, embedder_factory, reference):
     emb = embedder_factory(arch, template=template, normalize_embeddings=False)
     vectors = emb.embed(TEXTS)
@@ -170,6 +170,23 @@ def test_truncation_keeps_suffix_and_warns(embedder_factory, reference):
     assert decoded.endswith('" means in one word:"')
     # The vector is that of the truncated prompt, computed plainly.
     assert cosine(vectors[0], reference("llama", ids[0], -1)) >= 0.9999
+
+
+def test_echo_truncation_cuts_both_copies_alike_and_keeps_suffix(embedder_factory, reference):
+    emb = embedder_factory("llama", template="echo", max_length=60, normalize_embeddings=False)
+    long_text = "the cat sat on the mat and looked at the horse " * 20
+    with pytest.warns(UserWarning, match="truncated"):
+        vector = emb.embed(long_text)
+    ids, _ = emb._routes["document"][0].prompts.encode([long_text])
+    # Each text token is spent twice, so the cut is sized for two copies: the prompt
+    # fills the budget without overshooting it.
+    assert 60 - 2 <= len(ids[0]) <= 60
+    decoded = emb.tokenizer.decode(ids[0], skip_special_tokens=True)
+    first, second = decoded.split('" , rewritten sentence : "')
+    assert first.removeprefix('Rewrite the sentence : "') == second.removesuffix(
+        '" means in one word:"'
+    )
+    assert cosine(vector, reference("llama", ids[0], -1)) >= 0.9999
 
 
 def test_no_warning_without_truncation(embedder_factory):

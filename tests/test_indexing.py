@@ -112,6 +112,26 @@ def test_changed_file_replaces_only_its_chunks(tmp_path, model_dirs, embedder_fa
     assert set(stored(tmp_path)) == {c.id for c in plan_corpus([corpus], cfg.index)}
 
 
+def test_deleted_file_is_pruned_only_when_asked(tmp_path, model_dirs, embedder_factory):
+    corpus = write_corpus(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("Notes from another directory.", encoding="utf-8")
+    cfg = cfg_for(tmp_path, model_dirs)
+    emb = embedder_factory("llama")
+    index_paths([corpus, other], cfg, embedder=emb)
+    (corpus / "tea.md").unlink()
+    kept = index_paths([corpus], cfg, embedder=emb)
+    assert kept.pruned == 0 and any(
+        m["source"] == "corpus/tea.md" for m in stored(tmp_path).values()
+    )
+    pruned = index_paths([corpus], cfg, embedder=emb, prune=True)
+    sources = {m["source"] for m in stored(tmp_path).values()}
+    assert pruned.pruned > 0 and pruned.embedded == 0
+    # The deleted file is gone; the other directory, not indexed this run, is untouched.
+    assert sources == {"corpus/bees.md", "corpus/bread.txt", "other/notes.txt"}
+
+
 KILL_SCRIPT = """
 import os, signal, sys
 from chromadb.api.models.Collection import Collection

@@ -53,8 +53,18 @@ def test_custom_template_splits_on_placeholder():
     assert (t.prefix, t.suffix, t.layer, t.name) == ("Represent: ", "\nAnswer:", -1, "custom")
 
 
+def test_two_placeholders_make_an_echo_template():
+    t = Template.parse("A: {text} B: {text} C:")
+    assert (t.prefix, t.middle, t.suffix, t.copies) == ("A: ", " B: ", " C:", 2)
+    assert t.render("x", normalize=False) == "A: x B: x C:"
+    assert t.text == "A: {text} B: {text} C:"
+    assert Template.parse("echo").render("a dog?") == (
+        'Rewrite the sentence : "a dog." , rewritten sentence : "a dog." means in one word:"'
+    )
+
+
 @pytest.mark.parametrize(
-    ("spec", "why"), [("no placeholder", "has no"), ("{text} and {text}", "has 2")]
+    ("spec", "why"), [("no placeholder", "has no"), ("{text} {text} {text}", "has 3")]
 )
 def test_invalid_template_says_why_and_lists_builtins(spec, why):
     with pytest.raises(ValueError, match=why) as info:

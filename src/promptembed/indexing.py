@@ -8,6 +8,8 @@
   are deleted. A run killed at any point therefore leaves only whole, valid chunks,
   and the next run adds what is missing and removes what is stale: it ends with
   exactly the corpus's chunks.
+* With ``prune``, chunks of files that were deleted from an indexed directory are
+  removed too (off by default: indexing one directory never touches another's chunks).
 
 Requires the ``llama-index`` and ``chroma`` extras.
 """
@@ -69,6 +71,7 @@ class IndexStats:
     embedded: int = 0
     deleted: int = 0
     unchanged_files: int = 0
+    pruned: int = 0
     sources: list[str] = field(default_factory=list)
 
 
@@ -156,6 +159,35 @@ def _existing_ids(collection: Any, sources: Sequence[str]) -> dict[str, set[str]
         offset += _GET_PAGE
 
 
+def prune_missing(collection: Any, paths: Iterable[str | Path], keep: Iterable[str]) -> int:
+    """Delete chunks whose source lies under a directory of ``paths`` but is not in ``keep``.
+
+    Only directory arguments prune: their sources are named ``<dir name>/...``, so a
+    file that disappeared from one shows up as a stored source with that prefix.
+
+    Returns:
+        How many chunks were deleted.
+    """
+    roots = tuple(f"{Path(p).resolve().name}/" for p in paths if Path(p).is_dir())
+    if not roots:
+        return 0
+    kept, gone, offset = set(keep), [], 0
+    while True:
+        got = collection.get(include=["metadatas"], limit=_GET_PAGE, offset=offset)
+        for id_, meta in zip(got["ids"], got["metadatas"]):
+            source = str((meta or {}).get("source", ""))
+            if source.startswith(roots) and source not in kept:
+                gone.append(id_)
+        if len(got["ids"]) < _GET_PAGE:
+            break
+        offset += _GET_PAGE
+    for start in range(0, len(gone), _GET_PAGE):
+        collection.delete(ids=gone[start : start + _GET_PAGE])
+    if gone:
+        log.info("pruned %d chunks of files no longer under %s", len(gone), ", ".join(roots))
+    return len(gone)
+
+
 def index_paths(
     paths: Sequence[str | Path],
     config: str | Path | dict[str, Any] | Config,
@@ -163,6 +195,7 @@ def index_paths(
     embedder: PromptEmbedder | None = None,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    prune: bool = False,
 ) -> IndexStats:
     """Chunk, embed and upsert files into the config's collection; idempotent, crash-safe.
 
@@ -172,6 +205,8 @@ def index_paths(
         embedder: An already loaded embedder to reuse.
         batch_size: Chunks embedded and upserted per batch.
         progress: Called as ``progress(done, total)`` with chunks embedded so far.
+        prune: Also delete the chunks of files deleted from the given directories
+            (after everything else is stored, so a crash never loses a live chunk).
 
     Returns:
         :class:`IndexStats` of the run (``embedded == 0`` for an unchanged corpus).
@@ -219,6 +254,8 @@ def index_paths(
         log.info(
             "%s: %d chunks, %d embedded, %d removed", source, len(chunks), len(missing), len(stale)
         )
+    if prune:
+        stats.pruned = prune_missing(collection, paths, planned)
     return stats
 
 

@@ -105,7 +105,8 @@ class PromptTokenizer:
         else:  # slow tokenizers have no offsets: rebuild the text from kept tokens
             pieces = tok(text, add_special_tokens=False)["input_ids"]
             ends = [len(tok.decode(pieces[: k + 1])) for k in range(len(pieces))]
-        keep = len(ends) - excess
+        copies = self.template.copies  # an echo template spends each text token twice
+        keep = len(ends) - -(-excess // copies)
         ids: list[int] = []
         for _ in range(16):
             keep = max(keep, 0)
@@ -113,5 +114,5 @@ class PromptTokenizer:
             ids = self._ids(self.template.render(head, normalize=False))
             if len(ids) <= self.max_length or keep == 0:
                 return ids
-            keep -= len(ids) - self.max_length
+            keep -= -(-(len(ids) - self.max_length) // copies)
         return ids

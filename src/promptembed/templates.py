@@ -1,8 +1,10 @@
 """Prompt templates: one place builds every prompt.
 
 A :class:`Template` is ``prefix + "{text}" + suffix`` plus the hidden layer it is
-pooled from by default. The built-ins reproduce arXiv 2404.03921 (and PromptEOL,
-arXiv 2307.16645) exactly, including the reference code's sentence normalisation.
+pooled from by default; an echo template repeats the text (``prefix + text + middle +
+text + suffix``) so that, in a causal model, the second copy has read the whole text.
+The paper built-ins reproduce arXiv 2404.03921 (and PromptEOL, arXiv 2307.16645)
+exactly, including the reference code's sentence normalisation.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class Template:
             (``-1`` is the last layer after the final norm, ``-2`` the one before).
         normalize: Whether the sentence normalisation is applied.
         normalizer: Which one (a key of :data:`NORMALIZERS`): ``en`` is the paper's.
+        middle: Echo embeddings (arXiv 2402.15449): when set, the text appears twice,
+            with ``middle`` between the copies.
 
     Example:
         >>> t = Template.parse("eol")
@@ -88,11 +92,18 @@ class Template:
     layer: int = -1
     normalize: bool = True
     normalizer: str = "en"
+    middle: str | None = None
+
+    @property
+    def copies(self) -> int:
+        """How many times the text appears in a prompt (2 for echo templates)."""
+        return 1 if self.middle is None else 2
 
     @property
     def text(self) -> str:
-        """The template as one string with its ``{text}`` placeholder."""
-        return self.prefix + PLACEHOLDER + self.suffix
+        """The template as one string with its ``{text}`` placeholder(s)."""
+        echo = "" if self.middle is None else self.middle + PLACEHOLDER
+        return self.prefix + PLACEHOLDER + echo + self.suffix
 
     def render(self, text: str, *, normalize: bool | None = None) -> str:
         """Build the prompt for one text.
@@ -107,7 +118,8 @@ class Template:
         """
         if normalize if normalize is not None else self.normalize:
             text = NORMALIZERS[self.normalizer](text)
-        return (self.prefix + text + self.suffix).strip()
+        echo = "" if self.middle is None else self.middle + text
+        return (self.prefix + text + echo + self.suffix).strip()
 
     @classmethod
     def parse(cls, spec: str | Template) -> Template:
@@ -115,7 +127,8 @@ class Template:
 
         Args:
             spec: A built-in name (see :data:`BUILTIN_TEMPLATES`), optionally with
-                ``@layer`` (``"ke@-5"``), or any string with exactly one ``{text}``.
+                ``@layer`` (``"ke@-5"``), or any string with one ``{text}`` (two for
+                an echo template).
 
         Raises:
             ValueError: If ``spec`` is neither, saying why and listing the built-ins.
@@ -132,12 +145,16 @@ class Template:
             # "ke@-5": a built-in pooled from another layer (what `tune` writes).
             return replace(BUILTIN_TEMPLATES[name], name=spec, layer=int(layer))
         count = spec.count(PLACEHOLDER)
-        if count != 1:
+        if count not in (1, 2):
             why = "has no" if count == 0 else f"has {count}"
             raise ValueError(
                 f"template {spec!r} is not a built-in and {why} '{PLACEHOLDER}' placeholder; "
-                f"a custom template needs exactly one. Built-ins: {', '.join(BUILTIN_TEMPLATES)}"
+                "a custom template needs one (two for an echo template). "
+                f"Built-ins: {', '.join(BUILTIN_TEMPLATES)}"
             )
+        if count == 2:
+            prefix, middle, suffix = spec.split(PLACEHOLDER)
+            return cls(name="custom", prefix=prefix, suffix=suffix, middle=middle)
         prefix, suffix = spec.split(PLACEHOLDER)
         if not (prefix + suffix).strip():
             # Nothing around the text is still valid: it embeds the raw text.
@@ -161,6 +178,33 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
         layer=-2,
     ),
     "ke": Template("ke", _KE_INTRO + 'this sentence : "', '" means in one word:"', layer=-2),
+    # Retrieval mode: queries and documents are phrased differently in RAG. "query" and
+    # "passage" follow PromptReps (arXiv 2404.18424) in the eol shape; "claim" and
+    # "question" are eol for those kinds of query. Pair one as query_template with a
+    # document template.
+    "query": Template(
+        "query",
+        'Query : "',
+        '" Use one word to represent the query in a retrieval task. The word is:"',
+        layer=-1,
+    ),
+    "passage": Template(
+        "passage",
+        'Passage : "',
+        '" Use one word to represent the passage in a retrieval task. The word is:"',
+        layer=-1,
+    ),
+    "claim": Template("claim", 'This claim : "', '" means in one word:"', layer=-1),
+    "question": Template("question", 'This question : "', '" is about, in one word:"', layer=-1),
+    # Echo embeddings (arXiv 2402.15449) in the eol shape: the pooled token follows a
+    # second copy of the text that was read with the whole text in view. Twice the tokens.
+    "echo": Template(
+        "echo",
+        'Rewrite the sentence : "',
+        '" means in one word:"',
+        layer=-1,
+        middle='" , rewritten sentence : "',
+    ),
     # The raw text with no prompt: the baseline the paper improves on.
     "none": Template("none", "", "", layer=-1, normalize=False),
     # Chinese counterparts of eol/cot/ke, written as natural Chinese (chosen on zh dev).

@@ -49,7 +49,9 @@ StoreOpt = Annotated[Path | None, typer.Option(help="Chroma directory (overrides
 CollectionOpt = Annotated[str | None, typer.Option(help="Collection name (overrides the config).")]
 
 
-def _run_index(paths: list[Path], cfg: Config, embedder: Any = None, on_ray: bool = False) -> Any:
+def _run_index(
+    paths: list[Path], cfg: Config, embedder: Any = None, on_ray: bool = False, prune: bool = False
+) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     if on_ray:
@@ -74,7 +76,7 @@ def _run_index(paths: list[Path], cfg: Config, embedder: Any = None, on_ray: boo
 
         if on_ray:
             return on_ray_module.index_paths(paths, cfg, progress=progress)
-        return index_paths(paths, cfg, embedder=embedder, progress=progress)
+        return index_paths(paths, cfg, embedder=embedder, progress=progress, prune=prune)
 
 
 def _print_hits(text: str, hits: list[Any]) -> None:
@@ -111,6 +113,10 @@ def index_cmd(
     ray_workers: Annotated[
         int | None, typer.Option(min=1, help="Ray actors (model copies); implies --ray.")
     ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(help="Also remove the chunks of files deleted from the given directories."),
+    ] = False,
 ) -> None:
     """Chunk files and upsert them into Chroma (unchanged chunks are not re-embedded)."""
     from promptembed.store import EmbedderConflictError
@@ -126,13 +132,16 @@ def index_cmd(
             given = {"address": ray_address, "num_workers": ray_workers}
             fields = {**cfg.ray.model_dump(), **{k: v for k, v in given.items() if v is not None}}
             cfg = cfg.model_copy(update={"ray": RayConfig.model_validate(fields)})
-        stats = _run_index(paths, cfg, on_ray=on_ray)
+        if on_ray and prune:
+            raise ValueError("--prune runs without --ray: index on Ray, then run it locally")
+        stats = _run_index(paths, cfg, on_ray=on_ray, prune=prune)
     except (EmbedderConflictError, ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     console.print(
         f"indexed {stats.files} files into {cfg.store.collection!r}: {stats.chunks} chunks, "
         f"{stats.embedded} embedded, {stats.deleted} stale removed, "
         f"{stats.unchanged_files} files unchanged"
+        + (f", {stats.pruned} chunks of deleted files pruned" if prune else "")
     )
 
 

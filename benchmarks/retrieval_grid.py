@@ -1,0 +1,289 @@
+"""SciFact grid: one multi-layer pass per (model, template), every booster scored offline.
+
+Phase ``embed`` runs each document template once over the corpus, capturing several
+layers in the same forward (``PromptEmbedder.embed_layers``), and each query template
+over the train queries; vectors are stored under ``--store``. Phase ``score`` then
+ranks, without touching the model again:
+
+* paper templates alone (symmetric: the query uses the document template),
+* + a retrieval query template (``query``, ``claim``, ...),
+* + tuned layer,
+* + calibration (centering or whitening to k dims) fitted on the unlabeled corpus
+  vectors -- what ``promptembed calibrate`` fits on a user's own collection,
+* + ensembles (mean of unit vectors, as ``template = [...]`` does),
+
+and writes every scored row to ``--out`` (JSON lines) plus the best per group. The
+retrieval metrics are :func:`promptembed.evaluate.ndcg_recall`, the same as
+``promptembed eval retrieval``; ``--check`` re-scores the winner through that CLI path.
+
+    python benchmarks/retrieval_grid.py embed --model smollm2-135m --templates ke cot eol
+    python benchmarks/retrieval_grid.py score --model smollm2-135m
+    python benchmarks/retrieval_grid.py write   # best row -> examples/configs/best-retrieval.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from promptembed.evaluate import ndcg_recall, rank_by_vectors, read_beir
+
+DATA = Path("../shared/data/scifact")
+STORE = Path.home() / ".cache/promptembed/grid"
+LAYERS = [-1, -2, -3, -4, -5, -6, -8, -10]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
+
+
+def embed(args: argparse.Namespace) -> None:
+    """Store ``(n, layers, hidden)`` vectors per template for the corpus and the queries."""
+    from promptembed import PromptEmbedder
+
+    docs, queries, _ = read_beir(*_paths(args))
+    embedder = PromptEmbedder(args.model, max_length=args.max_length, show_progress=True)
+    out = args.store / args.model
+    out.mkdir(parents=True, exist_ok=True)
+    # Queries first: they are short, so a broken setup shows within a minute.
+    jobs = [("queries", t, list(queries.values())) for t in args.query_templates] + [
+        ("docs", t, list(docs.values())) for t in args.templates
+    ]
+    for kind, template, texts in jobs:
+        path = out / f"{kind}-{template}-L{args.max_length}.npy"
+        if path.exists():
+            continue
+        start = time.perf_counter()
+        vectors = embedder.embed_layers(texts, template, args.layers)
+        np.save(path, vectors.astype(np.float32))
+        meta = {"layers": args.layers, "n": len(texts), "seconds": time.perf_counter() - start}
+        path.with_suffix(".json").write_text(json.dumps(meta))
+        print(json.dumps({"stored": str(path), **meta}), flush=True)
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    return (
+        args.data / "corpus.jsonl",
+        args.data / "queries.jsonl",
+        args.data / "qrels" / f"{args.split}.tsv",
+    )
+
+
+def _calibrate(docs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean and projection exactly as ``Calibration.fit`` (unit rows, SVD, whitening)."""
+    from promptembed.calibration import Calibration
+
+    if method == "none":
+        return np.zeros(docs.shape[1], np.float32), None
+    kind, _, dims = method.partition("-")
+    cal = Calibration.fit(docs, method=kind, dims=int(dims) if dims else None)  # type: ignore[arg-type]
+    return cal.mean, cal.projection
+
+
+def score(args: argparse.Namespace) -> None:
+    """Score the grid from stored vectors; print the best row of each booster group."""
+    docs, queries, judged = read_beir(*_paths(args))
+    doc_ids, qids = list(docs), list(queries)
+    qrels = {q: judged[q] for q in qids}
+    root = args.store / args.model
+    L = args.max_length
+
+    def load(kind: str, template: str) -> np.ndarray | None:
+        path = root / f"{kind}-{template}-L{L}.npy"
+        return np.load(path) if path.exists() else None
+
+    layers = json.loads(next(root.glob(f"docs-*-L{L}.json")).read_text())["layers"]
+    doc_t = [t for t in args.templates if load("docs", t) is not None]
+    query_t = [t for t in args.query_templates if load("queries", t) is not None]
+    dvec = {t: load("docs", t) for t in doc_t}
+    qvec = {t: load("queries", t) for t in query_t}
+    rows: list[dict] = []
+
+    def run(d: np.ndarray, q: np.ndarray, **label: object) -> dict:
+        ndcg, recall = ndcg_recall(dict(zip(qids, rank_by_vectors(q, d, doc_ids))), qrels)
+        row = {**label, "ndcg@10": round(ndcg, 4), "recall@100": round(recall, 4)}
+        rows.append(row)
+        return row
+
+    # Single template x query template x layer x calibration.
+    singles: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
+    for t, qt in itertools.product(doc_t, query_t):
+        if qt in doc_t and qt != t:
+            continue  # a paper template as query only pairs with itself
+        for i, layer in enumerate(layers):
+            d, q = dvec[t][:, i], qvec[qt][:, i]
+            singles[(t, qt, layer)] = (d, q)
+            for method in args.calibrations:
+                mean, proj = _calibrate(d, method)
+                dd, qq = _unit(d) - mean, _unit(q) - mean
+                if proj is not None:
+                    dd, qq = dd @ proj, qq @ proj
+                run(dd, qq, template=t, query_template=qt, layer=layer, calibration=method)
+    # Ensembles of distinct document templates, each at its own best uncalibrated layer
+    # and best query template, then calibrated as a whole (what the embedder does).
+    best_single: dict[str, dict] = {}
+    for row in rows:
+        if row["calibration"] == "none":
+            cur = best_single.get(row["template"])
+            if cur is None or row["ndcg@10"] > cur["ndcg@10"]:
+                best_single[row["template"]] = row
+    for size in range(2, len(doc_t) + 1):
+        for members in itertools.combinations(doc_t, size):
+            picks = [best_single[m] for m in members]
+            pairs = [singles[(p["template"], p["query_template"], p["layer"])] for p in picks]
+            d = _unit(np.mean([_unit(a) for a, _ in pairs], axis=0))
+            q = _unit(np.mean([_unit(b) for _, b in pairs], axis=0))
+            for method in args.calibrations:
+                mean, proj = _calibrate(d, method)
+                dd, qq = _unit(d) - mean, _unit(q) - mean
+                if proj is not None:
+                    dd, qq = dd @ proj, qq @ proj
+                run(
+                    dd,
+                    qq,
+                    template=[f"{p['template']}@{p['layer']}" for p in picks],
+                    query_template=[f"{p['query_template']}@{p['layer']}" for p in picks],
+                    layer=None,
+                    calibration=method,
+                )
+    out = args.out or Path(f"benchmarks/results/scifact-grid-{args.model}.jsonl")
+    with open(out, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps({"model": args.model, "max_length": L, **row}) + "\n")
+    _summary(rows, args.model, doc_t)
+
+
+def _summary(rows: list[dict], model: str, doc_t: list[str]) -> None:
+    def best(pred: Callable[[dict], bool]) -> dict | None:
+        pool = [r for r in rows if pred(r)]
+        return max(pool, key=lambda r: r["ndcg@10"]) if pool else None
+
+    def paper(r: dict) -> bool:
+        return isinstance(r["template"], str) and r["template"] == r["query_template"]
+
+    default = {t: -1 if t == "eol" else -2 for t in doc_t}
+    groups = {
+        "paper templates alone": lambda r: (
+            paper(r) and r["layer"] == default.get(r["template"]) and r["calibration"] == "none"
+        ),
+        "+ query template": lambda r: (
+            isinstance(r["template"], str)
+            and r["layer"] == default.get(r["template"])
+            and r["calibration"] == "none"
+        ),
+        "+ calibration": lambda r: paper(r) and r["layer"] == default.get(r["template"]),
+        "+ ensemble": lambda r: not isinstance(r["template"], str) and r["calibration"] == "none",
+        "+ tuned layer": lambda r: paper(r) and r["calibration"] == "none",
+        "best combination": lambda r: True,
+    }
+    for name, pred in groups.items():
+        row = best(pred)
+        print(json.dumps({"model": model, "row": name, **(row or {})}))
+
+
+def _members(row: dict) -> list[tuple[str, str, int]]:
+    """``(doc template, query template, layer)`` of each member of a scored row."""
+    if isinstance(row["template"], str):
+        return [(row["template"], row["query_template"], row["layer"])]
+    out = []
+    for doc, query in zip(row["template"], row["query_template"]):
+        name, _, layer = doc.rpartition("@")
+        out.append((name, query.rpartition("@")[0], int(layer)))
+    return out
+
+
+def write(args: argparse.Namespace) -> None:
+    """Ship the best scored row as a config plus its calibration, fitted on the corpus."""
+    import tomlkit
+
+    from promptembed import EmbedderConfig
+    from promptembed.calibration import Calibration, fit_fields
+    from promptembed.templates import Template
+
+    rows = [
+        json.loads(line)
+        for model in args.models
+        for line in Path(f"benchmarks/results/scifact-grid-{model}.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
+    best = max(rows, key=lambda r: r["ndcg@10"])
+    members = _members(best)
+    root, L = args.store / best["model"], best["max_length"]
+    layers = json.loads(next(root.glob(f"docs-*-L{L}.json")).read_text())["layers"]
+
+    def spec(name: str, layer: int) -> str:
+        return name if Template.parse(name).layer == layer else f"{name}@{layer}"
+
+    docs = [spec(t, layer) for t, _, layer in members]
+    queries = [spec(q, layer) for _, q, layer in members]
+    one = len(members) == 1
+    cfg = EmbedderConfig(
+        model=best["model"],
+        template=docs[0] if one else docs,
+        query_template=None if queries == docs else (queries[0] if one else queries),
+        max_length=L,
+    )
+    parts = [
+        np.load(root / f"docs-{t}-L{L}.npy")[:, layers.index(layer)] for t, _, layer in members
+    ]
+    vectors = parts[0] if one else np.mean([_unit(v) for v in parts], axis=0)
+    fields = {"model": cfg.model, **cfg.model_dump(exclude_defaults=True)}
+    target = args.out or Path("examples/configs/best-retrieval.toml")
+    if best["calibration"] != "none":
+        kind, _, dims = best["calibration"].partition("-")
+        cal = Calibration.fit(
+            vectors,
+            method=kind,  # type: ignore[arg-type]
+            dims=int(dims) if dims else None,
+            fitted_on=fit_fields(cfg),
+        )
+        fields["calibration"] = cal.save(target.parent).name
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("Best training-free retrieval configuration on SciFact train queries"))
+    doc.add(
+        tomlkit.comment(
+            f"(nDCG@10 {best['ndcg@10']}, Recall@100 {best['recall@100']}), found by "
+            "benchmarks/retrieval_grid.py; calibration fitted on the unlabeled SciFact corpus."
+        )
+    )
+    doc.add(tomlkit.comment("Written by: python benchmarks/retrieval_grid.py write"))
+    doc["embedder"] = fields
+    target.write_text(tomlkit.dumps(doc), encoding="utf-8")
+    print(json.dumps({"written": str(target), **best}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("phase", choices=["embed", "score", "write"])
+    parser.add_argument("--model", help="Model of the embed/score phase.")
+    parser.add_argument(
+        "--models", nargs="+", default=["smollm2-135m", "gemma-3-270m"], help="write: pick from."
+    )
+    parser.add_argument("--templates", nargs="+", default=["eol", "cot", "ke"])
+    parser.add_argument(
+        "--query-templates", nargs="+", default=["eol", "cot", "ke", "query", "claim"]
+    )
+    parser.add_argument("--layers", nargs="+", type=int, default=LAYERS)
+    parser.add_argument(
+        "--calibrations",
+        nargs="+",
+        default=["none", "center", "whiten-64", "whiten-128", "whiten-256"],
+    )
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--store", type=Path, default=STORE)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    {"embed": embed, "score": score, "write": write}[args.phase](args)
+
+
+if __name__ == "__main__":
+    main()
