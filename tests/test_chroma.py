@@ -157,3 +157,23 @@ def test_server_mode(chroma_server, model_dirs, llama_embedder, embedder_factory
     with pytest.raises(EmbedderConflictError):
         open_collection(bad, embedder=other)
     assert EmbedderConfig.model_validate(cfg["embedder"]).template == "ke"
+
+
+def test_rebuilt_functions_share_one_model_and_free_it(model_dirs):
+    import gc
+    import weakref
+
+    from promptembed.store import _EMBEDDERS
+
+    ef = PromptEmbeddingFunction(str(model_dirs["llama"]), device="cpu", template="sum")
+    config = ef.get_config()
+    a = PromptEmbeddingFunction.build_from_config(config)
+    b = PromptEmbeddingFunction.build_from_config(config)
+    a(["load it"]), b(["load it"])
+    # Chroma rebuilds the function per collection handle: the weights are loaded once.
+    assert a._embedder is b._embedder
+    model = weakref.ref(a._embedder)
+    del ef, a, b
+    gc.collect()
+    # ...and freed with the last function that used them.
+    assert model() is None and not any(e.config.template == "sum" for e in _EMBEDDERS.values())

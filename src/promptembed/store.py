@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from promptembed.config import Config, EmbedderConfig, StoreConfig, load_config
@@ -31,7 +32,11 @@ META_VERSION = "promptembed_format"
 FORMAT_VERSION = 1
 EF_NAME = "promptembed"
 
-_EMBEDDERS: dict[EmbedderConfig, PromptEmbedder] = {}
+# Weak values: adapters with one config share one model while any of them is alive, and
+# the weights are freed with the last one (a plain dict would keep every model forever).
+_EMBEDDERS: weakref.WeakValueDictionary[EmbedderConfig, PromptEmbedder] = (
+    weakref.WeakValueDictionary()
+)
 _EMBEDDERS_LOCK = threading.Lock()
 
 
@@ -65,6 +70,8 @@ def require(module: str, extra: str) -> Any:
 
 def shared_embedder(config: EmbedderConfig) -> PromptEmbedder:
     """One loaded :class:`PromptEmbedder` per config in this process (thread-safe).
+
+    The model is freed once nothing holds it any more.
 
     Adapters that Chroma rebuilds from a stored config, or that a framework
     re-creates per call, share the weights instead of loading them again. The
