@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tables import booster_table, sts_table, zh_table
+from tables import booster_table, scifact_booster_table, scifact_table, sts_table, zh_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -24,4 +24,6 @@ if __name__ == "__main__":
     text = replace(text, "sts-table", sts_table())
     text = replace(text, "booster-table", booster_table())
     text = replace(text, "zh-table", zh_table())
+    text = replace(text, "scifact-table", scifact_table())
+    text = replace(text, "scifact-booster-table", scifact_booster_table())
     README.write_text(text, encoding="utf-8")

@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# SciFact train queries: BM25 and the paper templates with the offline models, same
-# harness (benchmarks/retrieval.py). Documents are cut at 256 tokens (title + the start
-# of the abstract) to keep a CPU run near 10 minutes; vectors go to the embedding cache,
-# so other query templates over the same documents are cheap. From the repo root.
+# SciFact train queries (BEIR format): BM25 and every prompt configuration of both offline
+# models, same harness and metrics (promptembed.evaluate). From the repo root; about
+# 10-13 minutes per (model, document template) on 2 quiet CPU cores, 6 passes in all.
+#  1. BM25 baseline (bm25s).
+#  2. One pass per (model, document template) over the corpus, documents cut at 128
+#     tokens, capturing 8 layers at once; queries with each query template (cheap).
+#  3. Score the grid offline: templates x query templates x layers x calibration
+#     (fitted on the unlabeled corpus) x ensembles -> benchmarks/results/scifact-grid-*.jsonl
+#  4. Ship the best row as examples/configs/best-retrieval.toml (+ its calibration file)
+#     and check it end to end through `promptembed eval retrieval --config`.
 set -euo pipefail
-out=${1:-benchmarks/results/scifact-train.jsonl}
-python benchmarks/retrieval.py --bm25 >> "$out"
-for spec in smollm2-135m:ke smollm2-135m:eol gemma-3-270m:ke smollm2-135m:cot gemma-3-270m:eol gemma-3-270m:cot; do
-  python benchmarks/retrieval.py --model "${spec%%:*}" --template "${spec##*:}" --max-length 256 >> "$out"
+data=${SCIFACT_DIR:-../shared/data/scifact}
+res=benchmarks/results
+python benchmarks/retrieval.py --bm25 --data "$data" >> $res/scifact-train.jsonl
+for model in smollm2-135m gemma-3-270m; do
+  python benchmarks/retrieval_grid.py embed --model $model --templates ke cot eol --data "$data"
+  python benchmarks/retrieval_grid.py score --model $model --data "$data"
 done
+python benchmarks/retrieval_grid.py write
+promptembed eval retrieval --config examples/configs/best-retrieval.toml --json \
+  --corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl" --qrels "$data/qrels/train.tsv" \
+  | tee $res/scifact-best-retrieval.json
+python benchmarks/readme_tables.py

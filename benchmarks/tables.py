@@ -6,6 +6,7 @@ python benchmarks/tables.py
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 RES = Path(__file__).parent / "results"
@@ -156,6 +157,131 @@ def zh_table() -> str:
     return "\n".join([head, "|---|" + "---|" * len(names), body])
 
 
+GRID_MODELS = [("smollm2-135m", "SmolLM2-135M"), ("gemma-3-270m", "Gemma-3-270M")]
+
+
+def load_grid(model: str) -> list[dict] | None:
+    """benchmarks/retrieval_grid.py's scored rows for one model."""
+    path = RES / f"scifact-grid-{model}.jsonl"
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _paper_row(rows: list[dict], template: str) -> dict | None:
+    layer = DEFAULT_LAYER[template]
+    return next(
+        (
+            r
+            for r in rows
+            if r["template"] == template == r["query_template"]
+            and r["layer"] == layer
+            and r["calibration"] == "none"
+        ),
+        None,
+    )
+
+
+def _cell(row: dict | None, tag: bool = True) -> str:
+    if row is None:
+        return "n/m"
+    text = f"{row['ndcg@10']:.4f} / {row['recall@100']:.4f}"
+    if not tag:
+        return text
+    t, q = row["template"], row["query_template"]
+    if isinstance(t, str):
+        label = f"{t}@{row['layer']}" + ("" if q == t else f", query {q}")
+    else:
+        label = " + ".join(t) + (
+            ""
+            if [x.split("@")[0] for x in q] == [x.split("@")[0] for x in t]
+            else ", queries " + " + ".join(q)
+        )
+    if row["calibration"] != "none":
+        label += f", {row['calibration']}"
+    return f"{text} ({label})"
+
+
+def scifact_table() -> str:
+    """Issue 3's view: BM25 and the paper templates, SciFact train, nDCG@10 / Recall@100."""
+    bm25 = next(
+        (
+            json.loads(line)
+            for line in (RES / "scifact-train.jsonl").read_text().splitlines()
+            if json.loads(line)["system"] == "bm25s"
+        ),
+        None,
+    )
+    out = ["| system | eol | cot | ke |", "|---|---|---|---|"]
+    if bm25:
+        metric = f"{bm25['ndcg@10']:.4f} / {bm25['recall@100']:.4f}"
+        out.append(f"| BM25 (bm25s), any template | {metric} | {metric} | {metric} |")
+    for model, pretty in GRID_MODELS:
+        rows = load_grid(model)
+        if rows is None:
+            out.append(f"| {pretty} | not measured | | |")
+            continue
+        cells = [_cell(_paper_row(rows, t), tag=False) for t in ("eol", "cot", "ke")]
+        out.append(f"| {pretty} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _best(rows: list[dict], pred: Callable[[dict], bool]) -> dict | None:
+    pool = [r for r in rows if pred(r)]
+    return max(pool, key=lambda r: r["ndcg@10"]) if pool else None
+
+
+def _single(r: dict) -> bool:
+    return isinstance(r["template"], str)
+
+
+def _symmetric(r: dict) -> bool:
+    return _single(r) and r["query_template"] == r["template"]
+
+
+def _booster_cells(rows: list[dict], base: dict) -> list[dict | None]:
+    """+ query template, + calibration, + ensemble, + tuned layer, best combination."""
+    t0, l0 = base["template"], base["layer"]
+    return [
+        _best(
+            rows,
+            lambda r: (
+                _single(r)
+                and (r["template"], r["layer"]) == (t0, l0)
+                and r["calibration"] == "none"
+            ),
+        ),
+        _best(rows, lambda r: _symmetric(r) and (r["template"], r["layer"]) == (t0, l0)),
+        _best(rows, lambda r: not _single(r) and r["calibration"] == "none"),
+        _best(rows, lambda r: _symmetric(r) and r["calibration"] == "none"),
+        _best(rows, lambda r: True),
+    ]
+
+
+def scifact_booster_table() -> str:
+    """Issue 5's rows on SciFact train: each booster added to the paper's best template."""
+    out = [
+        "| model | paper best | + query template | + calibration | + ensemble "
+        "| + tuned layer | best combination | gain (nDCG@10) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, pretty in GRID_MODELS:
+        rows = load_grid(model)
+        if rows is None:
+            out.append(f"| {pretty} | not measured | | | | | | |")
+            continue
+        paper = [r for t in ("eol", "cot", "ke") if (r := _paper_row(rows, t))]
+        base = max(paper, key=lambda r: r["ndcg@10"])
+        cells = _booster_cells(rows, base)
+        top = cells[-1] or base
+        out.append(
+            f"| {pretty} | {_cell(base)} | "
+            + " | ".join(_cell(c) for c in cells)
+            + f" | {top['ndcg@10'] - base['ndcg@10']:+.4f} |"
+        )
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
     print("### STS-B dev, paper templates\n")
     print(sts_table())
@@ -163,3 +289,7 @@ if __name__ == "__main__":
     print(booster_table())
     print("\n### Chinese templates\n")
     print(zh_table())
+    print("\n### SciFact train, paper templates\n")
+    print(scifact_table())
+    print("\n### SciFact train, boosters\n")
+    print(scifact_booster_table())

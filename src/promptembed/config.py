@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from promptembed.templates import Template
+from promptembed.templates import BUILTIN_TEMPLATES, Template
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,8 +60,9 @@ class EmbedderConfig(BaseModel):
     )
     template: str | list[str] = Field(
         "ke",
-        description="Built-in name (eol, sth, sum, cot, ke, none, zh-eol, zh-cot, zh-ke) or a "
-        "string with one {text}; a list is an ensemble that averages its members' unit vectors.",
+        description=f"Built-in name ({', '.join(BUILTIN_TEMPLATES)}), optionally `name@layer`, "
+        "or a string with one {text} (two for an echo template); a list is an ensemble that "
+        "averages its members' unit vectors.",
     )
     query_template: str | list[str] | None = Field(
         None, description="Template(s) for queries in retrieval; defaults to `template`."

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from promptembed.config import Config, EmbedderConfig, load_config
+from promptembed.templates import BUILTIN_TEMPLATES
 
 app = typer.Typer(
     help="Sentence embeddings from generative LLMs through prompts.",
@@ -32,7 +33,10 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML con
 
 ModelOpt = Annotated[str | None, typer.Option(help="Alias, hub id, directory or .gguf.")]
 
-TemplateOpt = Annotated[str | None, typer.Option(help="eol, sth, sum, cot, ke, none or custom.")]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option(help=f"{', '.join(BUILTIN_TEMPLATES)}, name@layer or custom."),
+]
 
 QueryTemplateOpt = Annotated[str | None, typer.Option(help="Template for queries.")]
 
