@@ -27,7 +27,6 @@ import argparse
 import itertools
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -111,80 +110,70 @@ def score(args: argparse.Namespace) -> None:
         rows.append(row)
         return row
 
+    def calibrated(d: np.ndarray, q: np.ndarray, **label: object) -> None:
+        """Score each calibration, fitted on the document vectors and applied to both."""
+        for method in args.calibrations:
+            mean, proj = _calibrate(d, method)
+            dd, qq = _unit(d) - mean, _unit(q) - mean
+            if proj is not None:
+                dd, qq = dd @ proj, qq @ proj
+            run(dd, qq, **label, calibration=method)
+
+    def mixed(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """An ensemble: the mean of its members' unit vectors (as the embedder does)."""
+        d = np.mean([_unit(a) for a, _ in pairs], axis=0)
+        return d, np.mean([_unit(b) for _, b in pairs], axis=0)
+
     # Single template x query template x layer x calibration.
     singles: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
     for t, qt in itertools.product(doc_t, query_t):
         if qt in doc_t and qt != t:
             continue  # a paper template as query only pairs with itself
         for i, layer in enumerate(layers):
-            d, q = dvec[t][:, i], qvec[qt][:, i]
-            singles[(t, qt, layer)] = (d, q)
-            for method in args.calibrations:
-                mean, proj = _calibrate(d, method)
-                dd, qq = _unit(d) - mean, _unit(q) - mean
-                if proj is not None:
-                    dd, qq = dd @ proj, qq @ proj
-                run(dd, qq, template=t, query_template=qt, layer=layer, calibration=method)
+            singles[(t, qt, layer)] = (dvec[t][:, i], qvec[qt][:, i])
+            calibrated(*singles[(t, qt, layer)], template=t, query_template=qt, layer=layer)
     # Ensembles of distinct document templates, each at its own best uncalibrated layer
-    # and best query template, then calibrated as a whole (what the embedder does).
+    # and best query template, then calibrated as a whole.
     best_single: dict[str, dict] = {}
     for row in rows:
-        if row["calibration"] == "none":
-            cur = best_single.get(row["template"])
-            if cur is None or row["ndcg@10"] > cur["ndcg@10"]:
-                best_single[row["template"]] = row
+        cur = best_single.get(row["template"])
+        if row["calibration"] == "none" and (cur is None or row["ndcg@10"] > cur["ndcg@10"]):
+            best_single[row["template"]] = row
     for size in range(2, len(doc_t) + 1):
         for members in itertools.combinations(doc_t, size):
             picks = [best_single[m] for m in members]
-            pairs = [singles[(p["template"], p["query_template"], p["layer"])] for p in picks]
-            d = _unit(np.mean([_unit(a) for a, _ in pairs], axis=0))
-            q = _unit(np.mean([_unit(b) for _, b in pairs], axis=0))
-            for method in args.calibrations:
-                mean, proj = _calibrate(d, method)
-                dd, qq = _unit(d) - mean, _unit(q) - mean
-                if proj is not None:
-                    dd, qq = dd @ proj, qq @ proj
-                run(
-                    dd,
-                    qq,
-                    template=[f"{p['template']}@{p['layer']}" for p in picks],
-                    query_template=[f"{p['query_template']}@{p['layer']}" for p in picks],
+            calibrated(
+                *mixed([singles[(p["template"], p["query_template"], p["layer"])] for p in picks]),
+                template=[f"{p['template']}@{p['layer']}" for p in picks],
+                query_template=[f"{p['query_template']}@{p['layer']}" for p in picks],
+                layer=None,
+            )
+    # Layer ensembles: one template (symmetric) at 2-3 of its 4 best layers.
+    for t in (t for t in doc_t if t in query_t):
+        ranked = sorted(
+            (
+                r
+                for r in rows
+                if r["calibration"] == "none" and r["template"] == t == r["query_template"]
+            ),
+            key=lambda r: -r["ndcg@10"],
+        )[:4]
+        for size in (2, 3):
+            for picks in itertools.combinations(ranked, size):
+                specs = [f"{t}@{p['layer']}" for p in picks]
+                calibrated(
+                    *mixed([singles[(t, t, p["layer"])] for p in picks]),
+                    template=specs,
+                    query_template=specs,
                     layer=None,
-                    calibration=method,
                 )
     out = args.out or Path(f"benchmarks/results/scifact-grid-{args.model}.jsonl")
     with open(out, "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps({"model": args.model, "max_length": L, **row}) + "\n")
-    _summary(rows, args.model, doc_t)
+    from tables import scifact_booster_table  # benchmarks/tables.py: the README's rows
 
-
-def _summary(rows: list[dict], model: str, doc_t: list[str]) -> None:
-    def best(pred: Callable[[dict], bool]) -> dict | None:
-        pool = [r for r in rows if pred(r)]
-        return max(pool, key=lambda r: r["ndcg@10"]) if pool else None
-
-    def paper(r: dict) -> bool:
-        return isinstance(r["template"], str) and r["template"] == r["query_template"]
-
-    default = {t: -1 if t == "eol" else -2 for t in doc_t}
-    groups = {
-        "paper templates alone": lambda r: (
-            paper(r) and r["layer"] == default.get(r["template"]) and r["calibration"] == "none"
-        ),
-        "+ query template": lambda r: (
-            isinstance(r["template"], str)
-            and r["layer"] == default.get(r["template"])
-            and r["calibration"] == "none"
-        ),
-        "+ calibration": lambda r: paper(r) and r["layer"] == default.get(r["template"]),
-        "+ ensemble": lambda r: not isinstance(r["template"], str) and r["calibration"] == "none",
-        "+ tuned layer": lambda r: paper(r) and r["calibration"] == "none",
-        "best combination": lambda r: True,
-    }
-    for name, pred in groups.items():
-        row = best(pred)
-        print(json.dumps({"model": model, "row": name, **(row or {})}))
+    print(scifact_booster_table())
 
 
 def _members(row: dict) -> list[tuple[str, str, int]]:
