@@ -202,6 +202,7 @@ def write(args: argparse.Namespace) -> None:
         .read_text(encoding="utf-8")
         .splitlines()
     ]
+    rows = [r for r in rows if len(_members(r)) <= args.max_members]
     best = max(rows, key=lambda r: r["ndcg@10"])
     members = _members(best)
     root, L = args.store / best["model"], best["max_length"]
@@ -213,10 +214,13 @@ def write(args: argparse.Namespace) -> None:
     docs = [spec(t, layer) for t, _, layer in members]
     queries = [spec(q, layer) for _, q, layer in members]
     one = len(members) == 1
+    # An ensemble of one query template repeated is that template (the mean of equal
+    # unit vectors), so it is written once and computed once.
+    query: str | list[str] = queries[0] if len(set(queries)) == 1 else queries
     cfg = EmbedderConfig(
         model=best["model"],
         template=docs[0] if one else docs,
-        query_template=None if queries == docs else (queries[0] if one else queries),
+        query_template=None if queries == docs else query,
         max_length=L,
     )
     parts = [
@@ -260,6 +264,9 @@ def main() -> None:
         "--query-templates", nargs="+", default=["eol", "cot", "ke", "query", "claim"]
     )
     parser.add_argument("--layers", nargs="+", type=int, default=LAYERS)
+    parser.add_argument(
+        "--max-members", type=int, default=3, help="write: largest ensemble considered."
+    )
     parser.add_argument(
         "--calibrations",
         nargs="+",
