@@ -195,7 +195,7 @@ def _cell(row: dict | None, tag: bool = True) -> str:
         label = " + ".join(t) + (
             ""
             if [x.split("@")[0] for x in q] == [x.split("@")[0] for x in t]
-            else ", queries " + " + ".join(q)
+            else ", queries " + " + ".join(dict.fromkeys(q))  # a repeated prompt once
         )
     if row["calibration"] != "none":
         label += f", {row['calibration']}"
