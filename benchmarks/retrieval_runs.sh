@@ -17,6 +17,12 @@ for model in smollm2-135m gemma-3-270m; do
   python benchmarks/retrieval_grid.py embed --model $model --templates ke cot eol --data "$data"
   python benchmarks/retrieval_grid.py score --model $model --data "$data"
 done
+# Echo embeddings (SmolLM2): 256 tokens, i.e. about as much text per copy as one copy at 128.
+python benchmarks/retrieval_grid.py embed --model smollm2-135m --templates echo \
+  --query-templates echo eol query claim --max-length 256 --data "$data"
+python benchmarks/retrieval_grid.py score --model smollm2-135m --templates echo \
+  --query-templates echo eol query claim --max-length 256 --data "$data" \
+  --out $res/scifact-grid-smollm2-135m-echo.jsonl
 python benchmarks/retrieval_grid.py write
 promptembed eval retrieval --config examples/configs/best-retrieval.toml --json \
   --corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl" --qrels "$data/qrels/train.tsv" \
