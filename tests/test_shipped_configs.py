@@ -1,0 +1,31 @@
+"""The configs shipped under examples/configs load, and their calibrations fit them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promptembed.calibration import Calibration
+from promptembed.config import load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "examples" / "configs").glob("*.toml"))
+
+
+def test_the_documented_configs_ship():
+    names = {p.name for p in CONFIGS}
+    assert {
+        "best-smollm2-en.toml",
+        "best-gemma-en.toml",
+        "best-gemma-zh.toml",
+        "best-retrieval.toml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_config_loads_with_a_matching_calibration(path):
+    cfg = load_config(path).embedder
+    assert cfg.calibration is not None and Path(cfg.calibration).is_file()
+    cal = Calibration.load(cfg.calibration)  # refuses a file whose hash is not its name
+    # Fitted under exactly this embedder (model, templates, layer, max_length, ...).
+    cal.check(cfg, hidden_size=len(cal.mean))
