@@ -29,3 +29,8 @@ def test_shipped_config_loads_with_a_matching_calibration(path):
     cal = Calibration.load(cfg.calibration)  # refuses a file whose hash is not its name
     # Fitted under exactly this embedder (model, templates, layer, max_length, ...).
     cal.check(cfg, hidden_size=len(cal.mean))
+
+
+def test_no_calibration_file_is_left_without_a_config():
+    used = {Path(load_config(p).embedder.calibration).name for p in CONFIGS}
+    assert {p.name for p in CONFIGS[0].parent.glob("*.npz")} == used
