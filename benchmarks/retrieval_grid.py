@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from promptembed.calibration import Calibration
 from promptembed.evaluate import ndcg_recall, rank_by_vectors, read_beir
 
 DATA = Path("../shared/data/scifact")
@@ -40,6 +41,11 @@ LAYERS = [-1, -2, -3, -4, -5, -6, -8, -10]
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
+
+
+def _mean_unit(members: list[np.ndarray]) -> np.ndarray:
+    """An ensemble: the mean of its members' unit vectors, as the embedder computes it."""
+    return np.mean([_unit(m) for m in members], axis=0)
 
 
 def embed(args: argparse.Namespace) -> None:
@@ -74,19 +80,26 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     )
 
 
-def _calibrate(docs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Mean and projection exactly as ``Calibration.fit`` (unit rows, SVD, whitening)."""
-    from promptembed.calibration import Calibration
+def _fit(docs: np.ndarray, label: str, fitted_on: dict | None = None) -> Calibration | None:
+    """The product's calibration for a grid label (``none``, ``center``, ``whiten-<k>``)."""
+    if label == "none":
+        return None
+    method, _, dims = label.partition("-")
+    return Calibration.fit(
+        docs,
+        method=method,  # type: ignore[arg-type]
+        dims=int(dims) if dims else None,
+        fitted_on=fitted_on,
+    )
 
-    if method == "none":
-        return np.zeros(docs.shape[1], np.float32), None
-    kind, _, dims = method.partition("-")
-    cal = Calibration.fit(docs, method=kind, dims=int(dims) if dims else None)  # type: ignore[arg-type]
-    return cal.mean, cal.projection
+
+def _layers(root: Path, max_length: int) -> list[int]:
+    """The layers the stored vectors hold (the same for every file of one run)."""
+    return json.loads(next(root.glob(f"docs-*-L{max_length}.json")).read_text())["layers"]
 
 
 def score(args: argparse.Namespace) -> None:
-    """Score the grid from stored vectors; print the best row of each booster group."""
+    """Score the grid from stored vectors; print the README's SciFact booster table."""
     docs, queries, judged = read_beir(*_paths(args))
     doc_ids, qids = list(docs), list(queries)
     qrels = {q: judged[q] for q in qids}
@@ -97,7 +110,7 @@ def score(args: argparse.Namespace) -> None:
         path = root / f"{kind}-{template}-L{L}.npy"
         return np.load(path) if path.exists() else None
 
-    layers = json.loads(next(root.glob(f"docs-*-L{L}.json")).read_text())["layers"]
+    layers = _layers(root, L)
     doc_t = [t for t in args.templates if load("docs", t) is not None]
     query_t = [t for t in args.query_templates if load("queries", t) is not None]
     dvec = {t: load("docs", t) for t in doc_t}
@@ -113,16 +126,13 @@ def score(args: argparse.Namespace) -> None:
     def calibrated(d: np.ndarray, q: np.ndarray, **label: object) -> None:
         """Score each calibration, fitted on the document vectors and applied to both."""
         for method in args.calibrations:
-            mean, proj = _calibrate(d, method)
-            dd, qq = _unit(d) - mean, _unit(q) - mean
-            if proj is not None:
-                dd, qq = dd @ proj, qq @ proj
+            cal = _fit(d, method)
+            dd, qq = (d, q) if cal is None else (cal.apply(d), cal.apply(q))
             run(dd, qq, **label, calibration=method)
 
     def mixed(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """An ensemble: the mean of its members' unit vectors (as the embedder does)."""
-        d = np.mean([_unit(a) for a, _ in pairs], axis=0)
-        return d, np.mean([_unit(b) for _, b in pairs], axis=0)
+        return _mean_unit([a for a, _ in pairs]), _mean_unit([b for _, b in pairs])
 
     # Single template x query template x layer x calibration.
     singles: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -192,7 +202,7 @@ def write(args: argparse.Namespace) -> None:
     import tomlkit
 
     from promptembed import EmbedderConfig
-    from promptembed.calibration import Calibration, fit_fields
+    from promptembed.calibration import fit_fields
     from promptembed.templates import Template
 
     rows = [
@@ -206,7 +216,7 @@ def write(args: argparse.Namespace) -> None:
     best = max(rows, key=lambda r: r["ndcg@10"])
     members = _members(best)
     root, L = args.store / best["model"], best["max_length"]
-    layers = json.loads(next(root.glob(f"docs-*-L{L}.json")).read_text())["layers"]
+    layers = _layers(root, L)
 
     def spec(name: str, layer: int) -> str:
         return name if Template.parse(name).layer == layer else f"{name}@{layer}"
@@ -226,17 +236,11 @@ def write(args: argparse.Namespace) -> None:
     parts = [
         np.load(root / f"docs-{t}-L{L}.npy")[:, layers.index(layer)] for t, _, layer in members
     ]
-    vectors = parts[0] if one else np.mean([_unit(v) for v in parts], axis=0)
+    vectors = parts[0] if one else _mean_unit(parts)
     fields = {"model": cfg.model, **cfg.model_dump(exclude_defaults=True)}
     target = args.out or Path("examples/configs/best-retrieval.toml")
-    if best["calibration"] != "none":
-        kind, _, dims = best["calibration"].partition("-")
-        cal = Calibration.fit(
-            vectors,
-            method=kind,  # type: ignore[arg-type]
-            dims=int(dims) if dims else None,
-            fitted_on=fit_fields(cfg),
-        )
+    cal = _fit(vectors, best["calibration"], fitted_on=fit_fields(cfg))
+    if cal is not None:
         fields["calibration"] = cal.save(target.parent).name
     doc = tomlkit.document()
     for line in (
