@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,20 +143,28 @@ def plan_corpus(paths: Iterable[str | Path], index: IndexConfig | None = None) -
     return [c for chunks in plan_sources(paths, index).values() for c in chunks]
 
 
+def _stored_sources(
+    collection: Any, where: dict[str, Any] | None = None
+) -> Iterator[tuple[str, str]]:
+    """``(id, source)`` of every stored chunk (matching ``where``), read page by page."""
+    offset = 0
+    while True:
+        got = collection.get(where=where, include=["metadatas"], limit=_GET_PAGE, offset=offset)
+        for id_, meta in zip(got["ids"], got["metadatas"]):
+            yield id_, str((meta or {}).get("source", ""))
+        if len(got["ids"]) < _GET_PAGE:
+            return
+        offset += _GET_PAGE
+
+
 def _existing_ids(collection: Any, sources: Sequence[str]) -> dict[str, set[str]]:
     """Ids already stored per source (paged)."""
     out: dict[str, set[str]] = {s: set() for s in sources}
     if not sources:
         return out
-    where = {"source": {"$in": list(sources)}}
-    offset = 0
-    while True:
-        got = collection.get(where=where, include=["metadatas"], limit=_GET_PAGE, offset=offset)
-        for id_, meta in zip(got["ids"], got["metadatas"]):
-            out.setdefault(str(meta["source"]), set()).add(id_)
-        if len(got["ids"]) < _GET_PAGE:
-            return out
-        offset += _GET_PAGE
+    for id_, source in _stored_sources(collection, {"source": {"$in": list(sources)}}):
+        out.setdefault(source, set()).add(id_)
+    return out
 
 
 def prune_missing(collection: Any, paths: Iterable[str | Path], keep: Iterable[str]) -> int:
@@ -171,16 +179,12 @@ def prune_missing(collection: Any, paths: Iterable[str | Path], keep: Iterable[s
     roots = tuple(f"{Path(p).resolve().name}/" for p in paths if Path(p).is_dir())
     if not roots:
         return 0
-    kept, gone, offset = set(keep), [], 0
-    while True:
-        got = collection.get(include=["metadatas"], limit=_GET_PAGE, offset=offset)
-        for id_, meta in zip(got["ids"], got["metadatas"]):
-            source = str((meta or {}).get("source", ""))
-            if source.startswith(roots) and source not in kept:
-                gone.append(id_)
-        if len(got["ids"]) < _GET_PAGE:
-            break
-        offset += _GET_PAGE
+    kept = set(keep)
+    gone = [
+        id_
+        for id_, source in _stored_sources(collection)
+        if source.startswith(roots) and source not in kept
+    ]
     for start in range(0, len(gone), _GET_PAGE):
         collection.delete(ids=gone[start : start + _GET_PAGE])
     if gone:
