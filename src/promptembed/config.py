@@ -105,7 +105,8 @@ class EmbedderConfig(BaseModel):
     show_progress: bool = Field(False, description="Show a progress bar while embedding.")
     embedding_cache: str | None = Field(
         None,
-        description="Directory of an on-disk embedding cache (diskcache); off when unset.",
+        description="Directory of an on-disk embedding cache (SQLite, raw float32 with "
+        "checksums; created mode 0700); off when unset.",
     )
 
     calibration: str | None = Field(

@@ -357,7 +357,7 @@ class PromptEmbedder:
     ) -> np.ndarray:
         if route.cache is None:
             return self._compute(route, texts, batch_size, bar)
-        hits = route.cache.get(texts)
+        hits = route.cache.get(texts, (self.hidden_size,))
         missing = [i for i, hit in enumerate(hits) if hit is None]
         out = np.empty((len(texts), self.hidden_size), dtype=np.float32)
         for i, hit in enumerate(hits):
