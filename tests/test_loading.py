@@ -1,6 +1,7 @@
 import importlib.metadata
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,95 @@ def test_import_pulls_in_no_framework():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- the conversion cache is verified on load and rebuilt when damaged ------------------------
+
+
+@pytest.fixture
+def fake_gguf(tmp_path, model_dirs, monkeypatch):
+    """A ``.gguf`` path whose "dequantisation" loads the tiny Llama; counts conversions.
+
+    Everything after reading the GGUF (writing, verifying, rebuilding the cache) is real.
+    """
+    import shutil
+
+    from promptembed import loading
+
+    src = tmp_path / "src"
+    shutil.copytree(model_dirs["llama"], src)
+    (src / "tiny.gguf").write_bytes(b"GGUF stand-in")
+    real = loading._from_pretrained
+    conversions = []
+
+    def from_gguf(source, cfg):
+        if source.gguf_file:
+            conversions.append(source.gguf_file)
+            source = loading._Source(source.path, None, source.key)
+        return real(source, cfg)
+
+    monkeypatch.setattr(loading, "_from_pretrained", from_gguf)
+    cache = tmp_path / "cache"
+    return src / "tiny.gguf", cache, conversions
+
+
+def _converted(cache):
+    (target,) = [p for p in (cache / "converted").iterdir() if not p.name.endswith(".tmp")]
+    return target
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "config"])
+def test_damaged_conversion_is_detected_and_rebuilt(fake_gguf, damage):
+    import warnings
+
+    gguf, cache, conversions = fake_gguf
+    text = ["A man is playing a guitar."]
+    first = PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu").embed(text)
+    target = _converted(cache)
+    assert (target / "promptembed-checksums.json").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an intact cache loads silently, without converting
+        PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu")
+    assert conversions == ["tiny.gguf"]
+    weights = target / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    if damage == "flip":
+        blob[len(blob) // 2] ^= 0x40  # inside the tensor data: loads, but wrong numbers
+        weights.write_bytes(bytes(blob))
+    elif damage == "truncate":
+        weights.write_bytes(bytes(blob[: len(blob) // 3]))
+    else:
+        (target / "config.json").write_text('{"model_type": "llama", ')
+    with pytest.warns(RuntimeWarning, match="damaged .* rebuilding it"):
+        again = PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu").embed(text)
+    assert conversions == ["tiny.gguf"] * 2
+    np.testing.assert_array_equal(again, first)
+    assert _converted(cache) == target
+    from promptembed.loading import verify_conversion
+
+    assert verify_conversion(target) is None
+
+
+def test_conversion_without_checksums_is_adopted_once(fake_gguf):
+    gguf, cache, conversions = fake_gguf
+    PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu")
+    record = _converted(cache) / "promptembed-checksums.json"
+    record.unlink()  # as written by an earlier version
+    PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu")
+    assert record.is_file() and conversions == ["tiny.gguf"]
+
+
+def test_corrupt_model_directory_says_what_is_wrong(tmp_path, model_dirs):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dirs["llama"], broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(OSError, match=r"from the directory .*broken") as info:
+        PromptEmbedder(str(broken), device="cpu")
+    assert "not an alias" not in str(info.value)
+    shutil.copytree(model_dirs["llama"], broken, dirs_exist_ok=True)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(OSError, match=r"from the directory .*broken"):
+        PromptEmbedder(str(broken), device="cpu")

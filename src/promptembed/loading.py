@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,21 +178,25 @@ class _Source:
         return cache_dir / "converted" / f"{Path(self.gguf_file or 'model').stem}-{digest}"
 
 
+def _alias_source(spec: str, cache_dir: Path, *, use_converted: bool) -> _Source:
+    alias = ALIASES[spec]
+    try:
+        version = importlib.metadata.version(alias.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    key = f"alias:{spec}:{version}"
+    converted = _Source("", None, key).converted_dir(cache_dir)
+    if use_converted and (converted / "config.json").is_file():
+        # A converted copy exists: skip locating (and checksumming) the GGUF.
+        return _Source(str(converted), None, key)
+    gguf = _alias_gguf(alias, cache_dir)
+    return _Source(str(gguf.parent), gguf.name, key)
+
+
 def _resolve_source(cfg: EmbedderConfig, cache_dir: Path) -> _Source:
     spec = cfg.model
     if spec in ALIASES:
-        alias = ALIASES[spec]
-        try:
-            version = importlib.metadata.version(alias.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            version = "?"
-        key = f"alias:{spec}:{version}"
-        converted = _Source("", None, key).converted_dir(cache_dir)
-        if (converted / "config.json").is_file():
-            # A converted copy exists: skip locating (and checksumming) the GGUF.
-            return _Source(str(converted), None, key)
-        gguf = _alias_gguf(alias, cache_dir)
-        return _Source(str(gguf.parent), gguf.name, key)
+        return _alias_source(spec, cache_dir, use_converted=True)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -226,6 +231,7 @@ def _fingerprint(key: str, config: Any) -> str:
 def _from_pretrained(source: _Source, cfg: EmbedderConfig) -> tuple[Any, Any]:
     """Load base model (no LM head) and tokenizer with transformers, in float32."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
 
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
@@ -239,7 +245,15 @@ def _from_pretrained(source: _Source, cfg: EmbedderConfig) -> tuple[Any, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
         model = AutoModel.from_pretrained(source.path, dtype=torch.float32, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError, SafetensorError) as err:
+        if Path(source.path).is_dir():  # a local directory (or a conversion cache)
+            raise OSError(
+                f"could not load model {cfg.model!r} from the directory {source.path}: "
+                f"{type(err).__name__}: {err}. Check that it holds a complete transformers "
+                "checkpoint (config.json, weights, tokenizer)"
+            ) from err
+        if not isinstance(err, OSError):
+            raise
         aliases = ", ".join(ALIASES)
         raise OSError(
             f"could not load model {cfg.model!r}: it is not an alias ({aliases}), not a local "
@@ -271,6 +285,7 @@ def _save_converted(model: Any, tokenizer: Any, target: Path) -> Any:
     try:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        _write_manifest(tmp)
         try:
             os.replace(tmp, target)  # atomic: a concurrent loader sees all or nothing
         except OSError:
@@ -279,6 +294,119 @@ def _save_converted(model: Any, tokenizer: Any, target: Path) -> Any:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return plain
+
+
+# -- the conversion cache: a GGUF dequantised once, verified on every load ------------------
+
+_MANIFEST = "promptembed-checksums.json"
+_HASH_BLOCK = 16 << 20
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_manifest(directory: Path) -> None:
+    """Record the size and SHA-256 of every file of a conversion, next to them."""
+    files = {
+        f.name: {"size": f.stat().st_size, "sha256": _sha256(f)}
+        for f in sorted(directory.iterdir())
+        if f.is_file() and f.name != _MANIFEST
+    }
+    blob = json.dumps({"algorithm": "sha256", "files": files}, indent=1)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(blob)
+    os.replace(tmp, directory / _MANIFEST)
+
+
+def verify_conversion(directory: Path) -> str | None:
+    """What is wrong with a cached conversion, or ``None`` if every file matches its record.
+
+    Every byte is hashed (SHA-256), so a single flipped byte is caught; for Gemma-3-270M
+    (1.1 GB of float32 safetensors) that costs about a second at start-up
+    (``benchmarks/bench_conversion_check.py``).
+
+    Example:
+        >>> verify_conversion(Path("/no/such/dir"))
+        'no checksum record (promptembed-checksums.json)'
+
+    """
+    try:
+        record = json.loads((directory / _MANIFEST).read_text(encoding="utf-8"))
+        files = record["files"]
+    except FileNotFoundError:
+        return f"no checksum record ({_MANIFEST})"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"unreadable checksum record: {error}"
+    for name, expected in files.items():
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != expected.get("size"):
+            return f"{name} has {path.stat().st_size} bytes, {expected.get('size')} were written"
+        if _sha256(path) != expected.get("sha256"):
+            return f"{name} does not match its SHA-256 (modified or corrupted on disk)"
+    return None
+
+
+def _discard(target: Path) -> None:
+    """Remove a damaged conversion (renamed first, so no loader sees it half deleted)."""
+    aside = target.with_name(f"{target.name}.damaged-{os.getpid()}")
+    try:
+        os.replace(target, aside)
+    except OSError:
+        return  # already replaced or removed by another process
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _open_conversion(source: _Source, cfg: EmbedderConfig, target: Path) -> tuple[Any, Any] | None:
+    """The cached conversion if it is intact; otherwise warn, remove it and return None."""
+    if not target.exists():
+        return None
+    problem = verify_conversion(target)
+    if problem is not None and problem.startswith("no checksum record"):
+        problem = None  # written before checksums existed: adopt it if it loads
+        adopt = True
+    else:
+        adopt = False
+    if problem is None:
+        try:
+            loaded = _from_pretrained(_Source(str(target), None, source.key), cfg)
+        except (OSError, RuntimeError) as error:  # _from_pretrained wraps parse errors
+            problem = f"it does not load ({error.__cause__ or error})"
+        else:
+            if adopt:
+                logger.info("recording checksums of the converted copy in %s", target)
+                _write_manifest(target)
+            return loaded
+    warnings.warn(
+        f"the cached conversion of {cfg.model!r} in {target} is damaged ({problem}); "
+        "rebuilding it from the GGUF file",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    _discard(target)
+    return None
+
+
+def _load_weights(source: _Source, cfg: EmbedderConfig, cache_dir: Path) -> tuple[Any, Any]:
+    """Model and tokenizer; a GGUF source goes through its verified conversion cache."""
+    if source.gguf_file is None and not source.key.startswith("alias:"):
+        return _from_pretrained(source, cfg)
+    target = source.converted_dir(cache_dir)
+    cached = _open_conversion(source, cfg, target)
+    if cached is not None:
+        return cached
+    if source.gguf_file is None:  # an alias resolved to its (now discarded) conversion
+        source = _alias_source(cfg.model, cache_dir, use_converted=False)
+    model, tokenizer = _from_pretrained(source, cfg)
+    logger.info("caching a converted copy of %s in %s", source.gguf_file, target)
+    return _save_converted(model, tokenizer, target), tokenizer
 
 
 def load_model(cfg: EmbedderConfig) -> LoadedModel:
@@ -303,13 +431,7 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     source = _resolve_source(cfg, cache_dir)
-    if source.gguf_file and (source.converted_dir(cache_dir) / "config.json").is_file():
-        source = _Source(str(source.converted_dir(cache_dir)), None, source.key)
-    model, tokenizer = _from_pretrained(source, cfg)
-    if source.gguf_file:
-        target = source.converted_dir(cache_dir)
-        logger.info("caching a converted copy of %s in %s", source.gguf_file, target)
-        model = _save_converted(model, tokenizer, target)
+    model, tokenizer = _load_weights(source, cfg, cache_dir)
     model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
     return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source.key, model.config))
