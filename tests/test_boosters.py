@@ -167,3 +167,35 @@ def test_chinese_template_embeds(embedder_factory, reference):
     vec = emb.embed("一个孩子在骑马")
     ref = reference("gemma3", ids, -2)
     assert vec @ ref / np.linalg.norm(vec) / np.linalg.norm(ref) >= 0.9999
+
+
+def test_nan_calibration_is_refused_naming_the_cause(model_dirs, tmp_path):
+    base = PromptEmbedder(str(model_dirs["llama"]), device="cpu", template="eol")
+    good = Calibration.load(fitted(base, tmp_path / "good"))
+    good.mean[3] = np.nan
+    file = good.save(tmp_path / "nan")  # a valid file name and hash, NaN inside
+    with pytest.raises(ValueError, match=r"non-finite values .* mean.*refit"):
+        PromptEmbedder(
+            str(model_dirs["llama"]), device="cpu", template="eol", calibration=str(file)
+        )
+    with pytest.raises(ValueError, match="NaN or inf; nothing was fitted"):
+        Calibration.fit(np.full((4, 8), np.nan))
+
+
+def test_calibration_without_fit_record_is_refused(model_dirs, tmp_path):
+    base = PromptEmbedder(str(model_dirs["llama"]), device="cpu", template="eol")
+    file = Calibration.fit(base.embed_raw(TEXTS)).save(tmp_path)  # no fitted_on
+    with pytest.raises(ValueError, match="no fit record for model, gguf_file, template"):
+        PromptEmbedder(
+            str(model_dirs["llama"]), device="cpu", template="eol", calibration=str(file)
+        )
+
+
+def test_unreadable_calibration_file_names_file_and_fix(tmp_path):
+    import hashlib
+
+    blob = b"this is not a zip archive"
+    file = tmp_path / f"calibration-{hashlib.sha256(blob).hexdigest()[:12]}.npz"
+    file.write_bytes(blob)  # its name matches its content: only parsing can tell
+    with pytest.raises(ValueError, match=f"{file.name} is unreadable.*promptembed calibrate"):
+        Calibration.load(file)

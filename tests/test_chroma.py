@@ -177,3 +177,11 @@ def test_rebuilt_functions_share_one_model_and_free_it(model_dirs):
     gc.collect()
     # ...and freed with the last function that used them.
     assert model() is None and not any(e.config.template == "sum" for e in _EMBEDDERS.values())
+
+
+def test_lone_surrogate_is_refused_naming_its_index(llama_embedder):
+    ef = PromptEmbeddingFunction(embedder=llama_embedder)
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode"):
+        ef(["fine", "\ud800"])
+    with pytest.raises(ValueError, match=r"texts\[0\] is not valid Unicode"):
+        ef.embed_query(["query \udc00"])

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from promptembed import PromptEmbedder, Template
 
@@ -294,3 +295,65 @@ def test_tokenizing_and_embedding_threads_do_not_collide(embedder_factory):
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors
+
+
+# -- input the tokenizer cannot take, sizes below one, vectors that are not finite ----------
+
+
+def test_lone_surrogate_is_refused_naming_its_index(embedder_factory):
+    emb = embedder_factory("llama")
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode.*position 1"):
+        emb.embed(["fine", "a\ud800b"])
+    with pytest.raises(ValueError, match=r"texts\[0\] is not valid Unicode"):
+        emb.embed("\udfff")
+    with pytest.raises(ValueError, match=r"texts\[3\] is not valid Unicode"):
+        list(emb.embed_iter(iter(["a", "b", "c", "\ud800"]), chunk_size=2))
+    with pytest.raises(ValueError, match=r"texts\[0\] is not valid Unicode"):
+        emb.count_tokens(["\ud800"])
+    assert emb.embed(["after the refusals, 🎸 still embeds"]).shape == (1, emb.dimension)
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_sizes_below_one_are_refused(size, embedder_factory, model_dirs):
+    from pydantic import ValidationError
+
+    emb = embedder_factory("llama")
+    with pytest.raises(ValueError, match=f"batch_size must be >= 1.*got {size}"):
+        emb.embed(["a"], batch_size=size)
+    with pytest.raises(ValueError, match=f"chunk_size must be >= 1.*got {size}"):
+        list(emb.embed_iter(["a"], chunk_size=size))
+    for field in ("batch_size", "max_batch_tokens", "max_length", "replicas"):
+        with pytest.raises(ValidationError, match=field):
+            PromptEmbedder(str(model_dirs["llama"]), device="cpu", **{field: size})
+
+
+def test_non_finite_vector_raises_naming_the_text_and_the_model(model_dirs, monkeypatch):
+    from promptembed.embedder import NonFiniteEmbeddingError
+
+    emb = PromptEmbedder(str(model_dirs["llama"]), device="cpu")
+    real = emb._compute
+
+    def poisoned(route, texts, batch_size, bar):
+        out = real(route, texts, batch_size, bar)
+        out[[i for i, t in enumerate(texts) if t == "bad"]] = np.nan
+        return out
+
+    monkeypatch.setattr(emb, "_compute", poisoned)
+    with pytest.raises(NonFiniteEmbeddingError, match=r"texts\[2\].*model produced") as info:
+        emb.embed(["a", "b", "bad", "c"])
+    assert info.value.index == 2
+    with pytest.raises(NonFiniteEmbeddingError, match=r"texts\[3\]"):
+        list(emb.embed_iter(["a", "b", "c", "bad"], chunk_size=2))
+    with pytest.raises(NonFiniteEmbeddingError, match=r"texts\[1\]"):
+        emb.embed_raw(["a", "bad"])  # what a calibration would be fitted on
+    assert np.isfinite(emb.embed(["a", "b"])).all()
+
+
+def test_nan_weights_are_named_as_the_cause(model_dirs):
+    from promptembed.embedder import NonFiniteEmbeddingError
+
+    emb = PromptEmbedder(str(model_dirs["llama"]), device="cpu")
+    with torch.no_grad():
+        emb.model.get_input_embeddings().weight[5:] = float("nan")  # a corrupt weight file
+    with pytest.raises(NonFiniteEmbeddingError, match=r"texts\[0\].*corrupt weights"):
+        emb.embed(["hello", "world"])

@@ -131,3 +131,11 @@ def test_vectorstore_retrieval_and_conflict(tmp_path, model_dirs, embedder_facto
     assert store._collection.configuration_json["embedding_function"]["name"] == "promptembed"
     with pytest.raises(EmbedderConflictError):
         open_vectorstore(store_config(model_dirs["gpt2"], tmp_path / "db"))
+
+
+def test_lone_surrogate_is_refused_naming_its_index(tiny_params):
+    emb = PromptEmbeddings(**tiny_params)
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode"):
+        emb.embed_documents(["fine", "\ud800"])
+    with pytest.raises(ValueError, match=r"texts\[0\] is not valid Unicode"):
+        emb.embed_query("query \udc00")

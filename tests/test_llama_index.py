@@ -82,3 +82,11 @@ def test_index_retrieval_and_conflict(tmp_path, model_dirs, embedder_factory):
         assert retriever.retrieve(DOCS[i])[0].node.metadata["source"] == f"s{i}"
     with pytest.raises(EmbedderConflictError):
         open_index(store_config(model_dirs["llama"], tmp_path / "db", template="eol"))
+
+
+def test_lone_surrogate_is_refused_naming_its_index(params):
+    emb = PromptEmbedding(**params)
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode"):
+        emb.get_text_embedding_batch(["fine", "\ud800"])
+    with pytest.raises(ValueError, match=r"texts\[0\] is not valid Unicode"):
+        emb.get_query_embedding("query \udc00")

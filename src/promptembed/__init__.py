@@ -19,13 +19,14 @@ from promptembed.config import Config, EmbedderConfig, ServerConfig, StoreConfig
 from promptembed.templates import BUILTIN_TEMPLATES, Template, normalize_sentence
 
 if TYPE_CHECKING:
-    from promptembed.embedder import PromptEmbedder
+    from promptembed.embedder import NonFiniteEmbeddingError, PromptEmbedder
 
 __version__ = "0.1.0"
 __all__ = [
     "BUILTIN_TEMPLATES",
     "Config",
     "EmbedderConfig",
+    "NonFiniteEmbeddingError",
     "PromptEmbedder",
     "ServerConfig",
     "StoreConfig",
@@ -38,8 +39,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # PromptEmbedder pulls in numpy; keep `import promptembed` light.
-    if name == "PromptEmbedder":
-        from promptembed.embedder import PromptEmbedder
+    if name in ("PromptEmbedder", "NonFiniteEmbeddingError"):
+        from promptembed import embedder
 
-        return PromptEmbedder
+        return getattr(embedder, name)
     raise AttributeError(f"module 'promptembed' has no attribute {name!r}")

@@ -76,6 +76,8 @@ class Calibration:
         if method not in ("center", "whiten"):
             raise ValueError(f"method must be 'center' or 'whiten', got {method!r}")
         x = _unit(np.asarray(vectors, dtype=np.float64))
+        if not np.isfinite(x).all():
+            raise ValueError("calibration sample vectors hold NaN or inf; nothing was fitted")
         n, d = x.shape
         if n < 2:
             raise ValueError(f"calibration needs at least 2 sample texts, got {n}")
@@ -141,17 +143,39 @@ class Calibration:
                 f"calibration file {path.name} does not match its content hash ({digest}); "
                 "it was modified or truncated, refit it with `promptembed calibrate`"
             )
-        with np.load(io.BytesIO(blob)) as data:
-            meta = json.loads(str(data["meta"]))
-            projection = data["projection"] if "projection" in data.files else None
-            return cls(meta.get("method", "center"), data["mean"], projection, meta)
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                mean = data["mean"]
+                projection = data["projection"] if "projection" in data.files else None
+        except Exception as error:  # zip, npy or JSON damage: all mean "not a calibration"
+            raise ValueError(
+                f"calibration file {path} is unreadable ({type(error).__name__}: {error}); "
+                "refit it with `promptembed calibrate`"
+            ) from error
+        for name, array in (("mean", mean), ("projection", projection)):
+            if array is not None and not np.isfinite(array).all():
+                raise ValueError(
+                    f"calibration file {path} holds non-finite values (NaN or inf) in its "
+                    f"{name}: every vector would be NaN; refit it with `promptembed calibrate`"
+                )
+        return cls(meta.get("method", "center"), mean, projection, meta)
 
     def check(self, config: EmbedderConfig, hidden_size: int) -> None:
-        """Refuse to apply a calibration fitted under another embedder.
+        """Refuse to apply a calibration fitted under another embedder, or under an unknown one.
 
         Raises:
-            ValueError: Naming the fields that differ, with both values.
+            ValueError: Naming the fields that differ, with both values, or those that the
+                file does not record.
         """
+        missing = [name for name in _FIT_FIELDS if name not in self.fitted_on]
+        if missing:
+            raise ValueError(
+                f"calibration has no fit record for {', '.join(missing)}: it cannot be checked "
+                "against this embedder (it may come from another model); refit it with "
+                "`promptembed calibrate`, or pass fitted_on=fit_fields(config) to "
+                "Calibration.fit"
+            )
         if len(self.mean) != hidden_size:
             raise ValueError(
                 f"calibration was fitted on {len(self.mean)}-wide vectors, but this model's "

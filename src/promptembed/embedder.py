@@ -28,11 +28,27 @@ Kind = Literal["document", "query"]
 _STREAM_CHUNK = 4096
 
 
+class NonFiniteEmbeddingError(ValueError):
+    """A vector about to leave the library holds NaN or infinity.
+
+    Raised once, at the end of the core pipeline, so every face (Python, adapters,
+    server, indexer) sees the same error. ``index`` is the text's position in the
+    caller's input; ``cause`` names the stage that produced it.
+    """
+
+    def __init__(self, index: int, cause: str) -> None:
+        super().__init__(f"the embedding of texts[{index}] is not finite (NaN or inf): {cause}")
+        self.index = index
+        self.cause = cause
+
+
 def check_texts(texts: object) -> list[str]:
     """Validate the input of ``embed``: a string or a sequence of strings.
 
     Raises:
         TypeError: On ``None``, bytes, numbers or any non-string item, naming its index.
+        ValueError: On a text the tokenizer cannot encode (a lone surrogate such as
+            U+D800), naming its index.
 
     Example:
         >>> check_texts(["a", "b"])
@@ -40,13 +56,10 @@ def check_texts(texts: object) -> list[str]:
 
     """
     if isinstance(texts, str):
-        return [texts]
+        return check_texts_at([texts], 0)
     if texts is None or isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Sequence):
         raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] must be str, got {type(text).__name__}: {text!r:.80}")
-    return list(texts)
+    return check_texts_at(list(texts), 0)
 
 
 class _Route:
@@ -293,6 +306,7 @@ class PromptEmbedder:
         """
         if kind not in self._routes:
             raise ValueError(f"kind must be one of {list(self._routes)}, got {kind!r}")
+        _check_positive(batch_size=batch_size, chunk_size=chunk_size)
         if isinstance(texts, str) or texts is None:
             texts = check_texts(texts)
         from tqdm.auto import tqdm
@@ -305,14 +319,22 @@ class PromptEmbedder:
             for item in texts:
                 chunk.append(item)
                 if len(chunk) == chunk_size:
-                    yield self._embed_chunk(check_texts_at(chunk, offset), kind, batch_size, bar)
+                    items = check_texts_at(chunk, offset)
+                    yield self._embed_chunk(items, kind, batch_size, bar, offset=offset)
                     offset += len(chunk)
                     chunk = []
             if chunk or offset == 0:
-                yield self._embed_chunk(check_texts_at(chunk, offset), kind, batch_size, bar)
+                items = check_texts_at(chunk, offset)
+                yield self._embed_chunk(items, kind, batch_size, bar, offset=offset)
 
     def _embed_chunk(
-        self, texts: list[str], kind: Kind, batch_size: int | None, bar: Any, raw: bool = False
+        self,
+        texts: list[str],
+        kind: Kind,
+        batch_size: int | None,
+        bar: Any,
+        raw: bool = False,
+        offset: int = 0,
     ) -> np.ndarray:
         members = [self._cached(r, texts, batch_size, bar) for r in self._routes[kind]]
         if len(members) == 1 and self._calibration is None:
@@ -320,11 +342,13 @@ class PromptEmbedder:
         else:
             # An ensemble averages unit vectors so that no template dominates by scale.
             vectors = np.mean([_unit(m) for m in members], axis=0).astype(np.float32)
-        if raw:
-            return vectors
-        if self._calibration is not None:
-            vectors = self._calibration.apply(vectors)
-        return _unit(vectors) if self.config.normalize_embeddings else vectors
+        if not raw:
+            if self._calibration is not None:
+                vectors = self._calibration.apply(vectors)
+            vectors = _unit(vectors) if self.config.normalize_embeddings else vectors
+        # The one finiteness check: every vector that leaves the library passes here.
+        _check_finite(vectors, offset, members, None if raw else self._calibration)
+        return vectors
 
     def embed_raw(self, texts: Sequence[str], *, kind: Kind = "document") -> np.ndarray:
         """Vectors before calibration and final normalisation (what a calibration is fit on)."""
@@ -333,7 +357,7 @@ class PromptEmbedder:
 
         with tqdm(total=len(items), disable=not self.config.show_progress, unit="text") as bar:
             chunks = [
-                self._embed_chunk(items[i : i + _STREAM_CHUNK], kind, None, bar, raw=True)
+                self._embed_chunk(items[i : i + _STREAM_CHUNK], kind, None, bar, raw=True, offset=i)
                 for i in range(0, len(items), _STREAM_CHUNK)
             ]
         return np.concatenate(chunks) if chunks else np.empty((0, self.hidden_size), np.float32)
@@ -427,6 +451,15 @@ class PromptEmbedder:
         return out
 
 
+def _check_positive(**values: int | None) -> None:
+    """Refuse a size of 0 or below (``None`` means the config's default)."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int >= 1 or None, got {value!r}")
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1 (or None for the config's default), got {value}")
+
+
 def _unit(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
@@ -440,4 +473,35 @@ def check_texts_at(texts: list[Any], offset: int) -> list[str]:
             raise TypeError(
                 f"texts[{offset + i}] must be str, got {type(text).__name__}: {text!r:.80}"
             )
+        if not text.isascii():
+            try:
+                text.encode("utf-8")  # what a Rust (fast) tokenizer needs
+            except UnicodeEncodeError as error:
+                raise ValueError(
+                    f"texts[{offset + i}] is not valid Unicode text: lone surrogate "
+                    f"{text[error.start]!r} at position {error.start} (decode the source "
+                    "with errors='replace' or drop it)"
+                ) from None
     return texts
+
+
+def _check_finite(
+    vectors: np.ndarray, offset: int, members: list[np.ndarray], calibration: Calibration | None
+) -> None:
+    """Refuse NaN or inf on its way out, naming the first bad text and the likely cause."""
+    if np.isfinite(vectors).all():
+        return
+    row = int(np.flatnonzero(~np.isfinite(vectors).reshape(len(vectors), -1).all(axis=1))[0])
+    if any(not np.isfinite(m[row]).all() for m in members):
+        cause = (
+            "the model produced it: corrupt weights, or an overflow in float16/bfloat16 "
+            "(try dtype='float32')"
+        )
+    elif calibration is not None:
+        cause = (
+            "the calibration turned a finite vector into NaN/inf: its file holds non-finite "
+            "values; refit it with `promptembed calibrate`"
+        )
+    else:
+        cause = "the pooled vector was finite but normalisation overflowed"
+    raise NonFiniteEmbeddingError(offset + row, cause)
