@@ -219,8 +219,8 @@ def _post(base: str, body: bytes | dict[str, Any], headers: dict[str, str] | Non
 @pytest.mark.parametrize(
     ("body", "headers", "status", "code"),
     [
-        ({"input": ["x"] * 9}, None, 413, "too_many_inputs"),
-        ({"input": ["ok", "y" * 201]}, None, 413, "input_too_long"),
+        ({"input": ["x"] * 9}, None, 400, "too_many_inputs"),
+        ({"input": ["ok", "y" * 201]}, None, 400, "input_too_long"),
         (b'{"input": "' + b"z" * 9000 + b'"}', None, 413, "request_too_large"),
         (b'{"input": ["unterminated', None, 400, "invalid_json"),
         (b"[1, 2]", None, 400, None),
@@ -229,6 +229,9 @@ def _post(base: str, body: bytes | dict[str, Any], headers: dict[str, str] | Non
         ({"input": [[1, 2], [3]]}, None, 400, "unsupported_input"),
         ({"input": []}, None, 400, None),
         ({"input": "a", "dimensions": 7}, None, 400, "unsupported_dimensions"),
+        ({"input": "a", "dimensions": 0}, None, 400, None),
+        ({"input": "a", "dimensions": True}, None, 400, None),
+        ({"input": "a", "dimensions": "32"}, None, 400, None),
         ({"input": "a", "encoding_format": "int8"}, None, 400, None),
         (b'{"input": "\\ud800"}', None, 400, "invalid_unicode"),
         ({"input": "a"}, {"Authorization": "Bearer wrong-key"}, 401, "invalid_api_key"),
@@ -245,6 +248,9 @@ def _post(base: str, body: bytes | dict[str, Any], headers: dict[str, str] | Non
         "token-id-lists",
         "empty-list",
         "dimensions",
+        "dimensions-zero",
+        "dimensions-true",
+        "dimensions-string",
         "encoding-format",
         "lone-surrogate",
         "wrong-key",
@@ -272,22 +278,20 @@ def test_missing_key_and_unknown_routes(live):
     assert {"/v1/embeddings", "/v1/models", "/health"} <= set(schema["paths"])
 
 
-def test_schemathesis_finds_no_server_error(live, tmp_path):
+def schemathesis_cmd(base: str, max_examples: int, seed: int) -> list[str] | None:
     exe = shutil.which("schemathesis") or shutil.which("st")
     if exe is None:
-        pytest.skip("schemathesis is not installed")
-    cmd = [
+        return None
+    return [
         exe,
         "run",
-        f"{live.base}/openapi.json",
+        f"{base}/openapi.json",
         "--checks",
-        "not_a_server_error",
+        "all",
         "--max-examples",
-        "30",
-        "--phases",
-        "examples,coverage,fuzzing",
+        str(max_examples),
         "--seed",
-        "7",
+        str(seed),
         "--workers",
         "1",
         "--request-timeout",
@@ -298,12 +302,43 @@ def test_schemathesis_finds_no_server_error(live, tmp_path):
         f"Authorization: Bearer {KEY}",
         "--no-color",
     ]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_PROXY": "127.0.0.1"}
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=90, cwd=tmp_path, env=env, check=False
+
+
+def test_schemathesis_all_checks_pass(model_dirs, tmp_path):
+    """The schema is the contract: every check, positive and negative data, all phases."""
+    # Limits as in `live`, with a body limit that the schema's largest request fits in.
+    srv = LiveServer(create_app(server_config(model_dirs["llama"], max_request_bytes=65536)))
+    try:
+        cmd = schemathesis_cmd(srv.base, max_examples=10, seed=7)
+        if cmd is None:
+            pytest.skip("schemathesis is not installed")
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_PROXY": "127.0.0.1"}
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, check=False
+        )
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert " passed" in proc.stdout and "failed" not in proc.stdout.split("SUMMARY")[-1]
+        assert health(srv.base)["status"] == "ok"
+    finally:
+        srv.stop()
+
+
+def test_openapi_is_the_contract(live, ref):
+    schema = httpx.get(f"{live.base}/openapi.json").json()
+    request = schema["components"]["schemas"]["EmbeddingRequest"]["properties"]
+    text, texts = request["input"]["anyOf"]
+    assert text == {"type": "string", "maxLength": 200}
+    assert texts["items"] == text and (texts["minItems"], texts["maxItems"]) == (1, 8)
+    assert {"type": "integer", "enum": [ref.dimension]} in request["dimensions"]["anyOf"]
+    assert all(
+        "422" not in op["responses"] for ops in schema["paths"].values() for op in ops.values()
     )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert health(live.base)["status"] == "ok"
+    model = schema["paths"]["/v1/models/{model_id}"]["get"]
+    assert {"200", "401", "404"} <= set(model["responses"])
+    post = schema["paths"]["/v1/embeddings"]["post"]
+    assert post["security"] == [{"bearer": []}]
+    assert "Retry-After" in post["responses"]["503"]["headers"]
+    assert "security" not in schema["paths"]["/health"]["get"]
 
 
 # -- back-pressure and graceful shutdown ----------------------------------------------------
@@ -476,5 +511,163 @@ def test_import_is_light_and_missing_extra_names_the_install():
 def test_openapi_schema_documents_the_errors(live):
     schema = httpx.get(f"{live.base}/openapi.json").json()
     post = schema["paths"]["/v1/embeddings"]["post"]
-    assert {"200", "400", "401", "413", "429"} <= set(post["responses"])
+    assert {"200", "400", "401", "413", "429", "500", "503"} == set(post["responses"])
     assert json.dumps(schema)  # serialisable as served
+
+
+# -- hardening: no NaN on the wire, names not paths, no open port without a key, shutdown ------
+
+
+class PoisonedEmbedder:
+    """A real embedder whose pooled vector of the text "poison" is NaN (as corrupt weights)."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from promptembed import PromptEmbedder
+
+        self.inner = PromptEmbedder(str(model_dir), device="cpu")
+        real = self.inner._compute
+
+        def compute(route, texts, batch_size, bar):
+            out = real(route, texts, batch_size, bar)
+            out[[i for i, t in enumerate(texts) if t == "poison"]] = np.nan
+            return out
+
+        self.inner._compute = compute
+        self.config = self.inner.config
+        self.dimension = self.inner.dimension
+        self.count_tokens = self.inner.count_tokens
+
+    def embed(self, texts: list[str], *, kind: str = "document") -> np.ndarray:
+        time.sleep(0.05)  # long enough for the concurrent requests to share a batch
+        return self.inner.embed(texts, kind=kind)
+
+
+def test_nan_vector_is_a_json_500_for_its_request_only(model_dirs, ref):
+    cfg = server_config(model_dirs["llama"], max_batch_wait_ms=300)
+    srv = LiveServer(create_app(cfg, embedder=PoisonedEmbedder(model_dirs["llama"])))
+    try:
+        bodies = [{"input": ["fine", "poison"]}, {"input": ["also fine"]}]
+        with ThreadPoolExecutor(2) as pool:
+            bad, good = pool.map(lambda b: _post(srv.base, b), bodies)
+        assert bad.status_code == 500 and bad.headers["content-type"] == "application/json"
+        error = json.loads(bad.text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["error"]
+        assert error["code"] == "non_finite_embedding" and "input[1]" in error["message"]
+        assert error["type"] == "server_error"
+        assert good.status_code == 200, good.text  # shared the batch, answered all the same
+        got = np.array(good.json()["data"][0]["embedding"])
+        np.testing.assert_allclose(got, ref.embed("also fine"), atol=1e-6)
+        assert health(srv.base)["batches"] >= 1
+    finally:
+        srv.stop()
+
+
+def test_health_and_models_show_the_name_not_the_path(model_dirs):
+    from fastapi.testclient import TestClient
+
+    cfg = {"embedder": {"model": str(model_dirs["llama"]), "device": "cpu"}}
+    with TestClient(create_app(cfg)) as client:
+        body = client.get("/health").text
+        assert json.loads(body)["model"] == model_dirs["llama"].name
+        assert str(model_dirs["llama"].parent) not in body
+        assert client.get("/v1/models").json()["data"][0]["id"] == model_dirs["llama"].name
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.org"])
+def test_binding_beyond_loopback_needs_a_key_or_insecure(host):
+    with pytest.raises(ValueError, match="--insecure"):
+        ServerConfig(host=host).check_binding()
+    ServerConfig(host=host, insecure=True).check_binding()
+    ServerConfig(host=host, api_key="k").check_binding()
+    ServerConfig(host=host, api_key_env="SOME_VAR").check_binding()
+    for local in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        ServerConfig(host=local).check_binding()
+
+
+def test_cli_serve_refuses_open_host_without_key_in_one_line(model_dirs):
+    from typer.testing import CliRunner
+
+    from promptembed.cli import app
+
+    result = CliRunner().invoke(
+        app, ["serve", "--model", str(model_dirs["llama"]), "--host", "0.0.0.0"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--insecure" in result.output and "Traceback" not in result.output
+
+
+SLOW_SERVER = """
+import sys, time
+from promptembed import PromptEmbedder
+from promptembed.server import run
+
+class Slow:
+    def __init__(self, inner):
+        self.inner, self.config, self.dimension = inner, inner.config, inner.dimension
+        self.count_tokens = inner.count_tokens
+
+    def embed(self, texts, *, kind="document"):
+        time.sleep(0.5)  # a batch of long inputs
+        return self.inner.embed(texts, kind=kind)
+
+model, port, key = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+server = {"port": port, "api_key": key, "graceful_shutdown_s": 1.0, "log_level": "warning",
+          "max_inputs_per_request": 2, "max_batch_inputs": 2, "max_batch_wait_ms": 0}
+run({"embedder": {"model": model, "device": "cpu"}, "server": server},
+    embedder=Slow(PromptEmbedder(model, device="cpu")))
+"""
+
+
+def test_sigterm_with_a_full_queue_gives_only_200s_and_openai_503s(model_dirs, tmp_path):
+    port, grace = free_port(), 1.0
+    script = tmp_path / "slow_server.py"
+    script.write_text(SLOW_SERVER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(model_dirs["llama"]), str(port), KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "server did not come up in 60 s"
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        requests = 16  # 16 batches of 0.5 s: far more than the 1 s grace period
+        with ThreadPoolExecutor(requests) as pool:
+            futures = [
+                pool.submit(_post, base, {"input": [f"request {i} a", f"request {i} b"]})
+                for i in range(requests)
+            ]
+            deadline = time.monotonic() + 30
+            while health(base)["requests"] < requests:  # all accepted (most still queued)
+                assert time.monotonic() < deadline, "requests were not queued"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
+            answers = [f.result(timeout=30) for f in futures]
+        out, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - stopped_at
+        assert took < grace + 4, f"exited {took:.1f} s after SIGTERM (grace {grace} s)"
+        assert proc.returncode in (0, -signal.SIGTERM), out[-3000:]
+        statuses = sorted(r.status_code for r in answers)
+        assert set(statuses) == {200, 503}, statuses
+        for r in answers:
+            assert r.headers["content-type"] == "application/json"
+            if r.status_code == 503:
+                assert r.headers["retry-after"] == "1"
+                error = r.json()["error"]
+                assert set(error) == {"message", "type", "param", "code"}
+                assert error["code"] == "shutting_down" and error["type"] == "server_error"
+            else:
+                assert len(r.json()["data"]) == 2
+        assert "Cancel" not in out and "Traceback" not in out, out[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)

@@ -283,6 +283,11 @@ class ServerConfig(BaseModel):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="uvicorn's log level."
     )
+    insecure: bool = Field(
+        False,
+        description="Allow binding beyond loopback without an API key (anyone who can reach "
+        "the port may use the server). `promptembed serve --insecure`.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ServerConfig:
@@ -296,6 +301,20 @@ class ServerConfig(BaseModel):
                 f"max_queued_inputs ({self.max_queued_inputs})"
             )
         return self
+
+    def check_binding(self) -> None:
+        """Refuse to listen beyond loopback without an API key, unless ``insecure``.
+
+        Raises:
+            ValueError: Saying how to set a key or how to opt out.
+
+        """
+        if not (self.insecure or self.api_key or self.api_key_env or _loopback(self.host)):
+            raise ValueError(
+                f"server.host={self.host!r} is reachable beyond this machine but no API key is "
+                "set: set server.api_key_env (or api_key), bind 127.0.0.1, or pass --insecure "
+                "(server.insecure = true) to serve without a key"
+            )
 
     def resolved_api_key(self) -> str | None:
         """The API key to enforce, read from ``api_key`` or the ``api_key_env`` variable.
@@ -314,6 +333,18 @@ class ServerConfig(BaseModel):
                 f"server.api_key_env names ${self.api_key_env}, which is unset or empty"
             )
         return value
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 class RayConfig(BaseModel):

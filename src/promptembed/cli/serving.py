@@ -23,6 +23,13 @@ def serve_cmd(
     port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow a host beyond loopback without an API key (anyone may use it).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the OpenAI embeddings API (POST /v1/embeddings) with dynamic batching."""
     try:
@@ -31,8 +38,11 @@ def serve_cmd(
 
         cfg = build_config(config, model=model, device=device)
         given = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        if insecure:
+            given["insecure"] = True
         server = ServerConfig.model_validate({**cfg.server.model_dump(), **given})
         cfg = cfg.model_copy(update={"server": server})
+        cfg.server.check_binding()
         cfg.server.resolved_api_key()
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from promptembed.config import Config, ServerConfig, load_config
+from promptembed.embedder import NonFiniteEmbeddingError, check_texts
 from promptembed.server.batcher import DynamicBatcher, Embedder, QueueFullError, ShuttingDownError
 from promptembed.server.schemas import (
     APIError,
@@ -27,12 +29,11 @@ from promptembed.server.schemas import (
     Health,
     ModelCard,
     ModelList,
+    document_server,
     error_response,
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+_SHUTDOWN_MARGIN_S = 2.0
+
+
 class _BodyTooLargeError(Exception):
     """A request body grew past ``max_request_bytes`` while it was read."""
 
@@ -53,25 +57,12 @@ class _BodyTooLargeError(Exception):
 
 
 def _validate_inputs(request: EmbeddingRequest, limits: ServerConfig, dimension: int) -> list[str]:
-    raw = request.input
-    texts: list[str]
-    if isinstance(raw, str):
-        texts = [raw]
-    else:
-        if not raw:
-            raise APIError(400, "'input' must not be an empty list", param="input")
-        if not all(isinstance(t, str) for t in raw):
-            raise APIError(
-                400,
-                "token-id input is not supported: send text (a string or a list of strings). "
-                "With LangChain's OpenAIEmbeddings pass check_embedding_ctx_length=False.",
-                param="input",
-                code="unsupported_input",
-            )
-        texts = list(raw)  # type: ignore[arg-type]
+    texts = [request.input] if isinstance(request.input, str) else list(request.input)
+    # Over a limit is 400, as OpenAI answers and as the schema (which carries the limits)
+    # promises; 413 is kept for a body too large to read.
     if len(texts) > limits.max_inputs_per_request:
         raise APIError(
-            413,
+            400,
             f"too many inputs: {len(texts)} > max_inputs_per_request="
             f"{limits.max_inputs_per_request}; split the request",
             param="input",
@@ -80,21 +71,17 @@ def _validate_inputs(request: EmbeddingRequest, limits: ServerConfig, dimension:
     for i, text in enumerate(texts):
         if len(text) > limits.max_chars_per_input:
             raise APIError(
-                413,
+                400,
                 f"input[{i}] has {len(text)} characters > max_chars_per_input="
                 f"{limits.max_chars_per_input}",
                 param="input",
                 code="input_too_long",
             )
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise APIError(
-                400,
-                f"input[{i}] is not valid Unicode text (lone surrogate at {error.start})",
-                param="input",
-                code="invalid_unicode",
-            ) from None
+    try:
+        check_texts(texts)  # the core's own validation: what the tokenizer cannot encode
+    except ValueError as error:
+        message = str(error).replace("texts[", "input[", 1)
+        raise APIError(400, message, param="input", code="invalid_unicode") from None
     if request.dimensions is not None and request.dimensions != dimension:
         raise APIError(
             400,
@@ -122,7 +109,8 @@ def _render(
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    # allow_nan=False: a NaN that got this far is a 500 in JSON, never an invalid body.
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 # -- guard middleware: API key and body size, before any body is read ---------------------
@@ -198,15 +186,35 @@ class _Guard:
 
 # -- the app ------------------------------------------------------------------------------
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": text}
-    for status, text in [
-        (400, "Invalid request (malformed JSON, wrong field, token ids, dimensions)"),
-        (401, "Missing or wrong API key"),
-        (413, "Over a limit (inputs per request, characters per input, body size)"),
-        (429, "Queue full: retry after `Retry-After` seconds"),
-    ]
+_ERROR_TEXTS = {
+    400: "Invalid request (malformed JSON, a field the schema refuses, token ids, "
+    "dimensions, over max_inputs_per_request or max_chars_per_input, invalid Unicode)",
+    401: "Missing or wrong API key",
+    404: "No such model: this server serves one",
+    413: "Request body larger than max_request_bytes",
+    429: "Queue full: retry after `Retry-After` seconds",
+    500: "Internal error (e.g. a vector that is not finite: NaN or inf)",
+    503: "Shutting down: retry after `Retry-After` seconds (on another replica)",
 }
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries of the error answers an operation can give."""
+    return {s: {"model": ErrorResponse, "description": _ERROR_TEXTS[s]} for s in statuses}
+
+
+def public_name(spec: str) -> str:
+    """The model's name as shown to clients: a local path shows its last part only.
+
+    Example:
+        >>> public_name("/home/me/models/tiny-llama"), public_name("gemma-3-270m")
+        ('tiny-llama', 'gemma-3-270m')
+
+    """
+    path = Path(spec).expanduser()
+    if spec.startswith((".", "/", "~")) or path.exists():
+        return path.name or spec
+    return spec
 
 
 def _load_embedder(config: Config) -> Embedder:
@@ -263,7 +271,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = embedder if embedder is not None else await asyncio.to_thread(_load_embedder, cfg)
-        served = limits.model_name or getattr(getattr(model, "config", None), "model", None)
+        spec = getattr(getattr(model, "config", None), "model", None) or cfg.embedder.model
+        served = limits.model_name or public_name(spec)
         batcher = DynamicBatcher(
             model,
             max_queued_inputs=limits.max_queued_inputs,
@@ -275,7 +284,7 @@ def create_app(
         state.update(
             embedder=model,
             batcher=batcher,
-            model=served or cfg.embedder.model,
+            model=served,
             dimension=int(model.dimension),
             created=int(time.time()),
         )
@@ -293,6 +302,22 @@ def create_app(
         lifespan=lifespan,
     )
 
+    def begin_shutdown() -> None:
+        """Called as the server stops listening: what cannot finish in time gets 503."""
+        if "batcher" in state:
+            state["batcher"].begin_shutdown(limits.graceful_shutdown_s)
+
+    app.state.begin_shutdown = begin_shutdown
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None and "dimension" in state:  # known once started
+            schema = document_server(generated(), limits, state["dimension"], api_key is not None)
+            app.openapi_schema = schema
+        return app.openapi_schema or generated()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return exc.response()
@@ -305,6 +330,14 @@ def create_app(
         if first.get("type") == "json_invalid":
             message = f"malformed JSON body: {first.get('ctx', {}).get('error', 'invalid')}"
             return error_response(400, message, code="invalid_json")
+        if loc[:1] == ["input"] and _token_ids(getattr(exc, "body", None)):
+            return error_response(
+                400,
+                "token-id input is not supported: send text (a string or a list of strings). "
+                "With LangChain's OpenAIEmbeddings pass check_embedding_ctx_length=False.",
+                param="input",
+                code="unsupported_input",
+            )
         where = ".".join(loc) or "body"
         message = f"invalid request: {where}: {first.get('msg', 'invalid value')}"
         if len(errors) > 1:
@@ -346,13 +379,16 @@ def create_app(
     def _card() -> ModelCard:
         return ModelCard(id=state["model"], created=state["created"])
 
-    @app.get("/v1/models", response_model=ModelList, responses=_ERRORS, tags=["openai"])
+    @app.get("/v1/models", response_model=ModelList, responses=_errors(401), tags=["openai"])
     async def list_models() -> ModelList:
         """The one served model, in OpenAI's list shape."""
         return ModelList(data=[_card()])
 
     @app.get(
-        "/v1/models/{model_id:path}", response_model=ModelCard, responses=_ERRORS, tags=["openai"]
+        "/v1/models/{model_id:path}",
+        response_model=ModelCard,
+        responses=_errors(401, 404),
+        tags=["openai"],
     )
     async def get_model(model_id: str) -> ModelCard:
         """The served model, or 404 for any other id."""
@@ -369,7 +405,7 @@ def create_app(
     @app.post(
         "/v1/embeddings",
         response_model=EmbeddingResponse,
-        responses=_ERRORS,
+        responses=_errors(400, 401, 413, 429, 500, 503),
         tags=["openai"],
     )
     async def create_embeddings(body: EmbeddingRequest) -> Response:
@@ -394,6 +430,9 @@ def create_app(
                 code="shutting_down",
                 headers={"Retry-After": str(limits.retry_after_s)},
             ) from None
+        except NonFiniteEmbeddingError as error:
+            message = str(error).replace("texts[", "input[", 1)
+            raise APIError(500, message, type="server_error", code="non_finite_embedding") from None
         render = (vectors, body.encoding_format or "float", state["model"], tokens)
         if vectors.size > 65_536:  # big answers serialise off the event loop
             content = await asyncio.to_thread(_render, *render)
@@ -405,17 +444,32 @@ def create_app(
     return app
 
 
+def _token_ids(body: Any) -> bool:
+    """Whether a request body's ``input`` is token ids (ints or lists of ints)."""
+    raw = body.get("input") if isinstance(body, dict) else None
+    return isinstance(raw, list) and any(isinstance(x, (int, list)) for x in raw)
+
+
 def _version() -> str:
     from promptembed import __version__
 
     return __version__
 
 
-def run(config: Config | dict[str, Any] | str | Path | None = None) -> None:
+def run(
+    config: Config | dict[str, Any] | str | Path | None = None,
+    *,
+    embedder: Embedder | None = None,
+) -> None:
     """Serve ``config`` with uvicorn until interrupted (Ctrl-C or SIGTERM drains first).
+
+    On shutdown the server stops listening and keeps answering what it accepted for
+    ``server.graceful_shutdown_s`` seconds; whatever is still queued or running then is
+    answered 503 (OpenAI's error shape, ``Retry-After``) and the process exits.
 
     Args:
         config: A Config, a dict or a TOML path; ``[server]`` sets host, port and limits.
+        embedder: An already built embedder to serve (as in :func:`create_app`).
 
     Example:
         >>> run("promptembed.toml")  # doctest: +SKIP
@@ -427,15 +481,25 @@ def run(config: Config | dict[str, Any] | str | Path | None = None) -> None:
         raise ImportError(
             "promptembed serve needs FastAPI and uvicorn: pip install 'promptembed[server]'"
         ) from error
+
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            app.state.begin_shutdown()  # before uvicorn starts waiting on open requests
+            await super().shutdown(sockets)
+
     cfg = load_config(config) if config is not None else Config()
-    app = create_app(cfg)
-    server = uvicorn.Server(
+    cfg.server.check_binding()
+    app = create_app(cfg, embedder=embedder)
+    grace = cfg.server.graceful_shutdown_s
+    server = _Server(
         uvicorn.Config(
             app,
             host=cfg.server.host,
             port=cfg.server.port,
             log_level=cfg.server.log_level,
-            timeout_graceful_shutdown=cfg.server.graceful_shutdown_s,
+            # Our batcher answers 503 at `grace`; uvicorn's own cut (a plain-text 500)
+            # only backs it up, for a request stuck outside the batcher.
+            timeout_graceful_shutdown=grace + _SHUTDOWN_MARGIN_S,
             lifespan="on",
         )
     )

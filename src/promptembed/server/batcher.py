@@ -42,6 +42,11 @@ class ShuttingDownError(Exception):
 # -- dynamic batching ---------------------------------------------------------------------
 
 
+def size_of(batch: list[_Work]) -> int:
+    """Texts in a batch."""
+    return sum(len(w.texts) for w in batch)
+
+
 @dataclass
 class _Work:
     texts: list[str]
@@ -104,6 +109,9 @@ class DynamicBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._running: list[_Work] = []
+        self._expired = False
+        self._expiry: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptembed-embed")
 
     @property
@@ -145,14 +153,43 @@ class DynamicBatcher:
             if not future.done():
                 future.cancel()
 
+    def begin_shutdown(self, grace_s: float) -> None:
+        """Refuse new work; what is not answered within ``grace_s`` gets ShuttingDownError.
+
+        Queued requests keep being served until then; at the deadline every request still
+        queued or in the running batch is answered at once (the server turns that into a
+        503 with ``Retry-After``), and a running batch is abandoned to its thread.
+        """
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._expiry is None:
+            self._expiry = asyncio.get_running_loop().call_later(grace_s, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        error = ShuttingDownError(
+            "the server is shutting down and could not finish this request within its "
+            "grace period; retry it"
+        )
+        for work in [*self._running, *self._pending]:
+            if not work.future.done():
+                work.future.set_exception(error)
+        self._pending.clear()
+        if self._task is not None:
+            self._task.cancel()  # stop waiting on the model thread
+
     async def close(self) -> None:
-        """Stop accepting work, finish everything queued, then stop the thread."""
+        """Stop accepting work, finish everything queued (or expire it), stop the thread."""
         self._closing = True
         if self._wakeup is not None:
             self._wakeup.set()
         if self._task is not None:
-            await self._task
-        self._executor.shutdown(wait=True)
+            await asyncio.wait({self._task})  # returns even when the task was cancelled
+        if self._expiry is not None:
+            self._expiry.cancel()
+        # An expired batch may still be running: leave it to its thread, do not wait.
+        self._executor.shutdown(wait=not self._expired, cancel_futures=True)
 
     async def _run(self) -> None:
         assert self._wakeup is not None
@@ -198,23 +235,47 @@ class DynamicBatcher:
         if not batch:
             return
         size = sum(len(w.texts) for w in batch)
+        self._running = batch
         try:
-            results = await loop.run_in_executor(self._executor, self._embed_batch, batch)
-        except Exception as error:
-            logger.exception("embedding a batch of %d inputs failed", size)
-            for work in batch:
-                if not work.future.done():
-                    work.future.set_exception(error)
-        else:
+            results = await loop.run_in_executor(self._executor, self._answer, batch)
             for work, result in zip(batch, results):
-                if not work.future.done():
+                if work.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    work.future.set_exception(result)
+                else:
                     work.future.set_result(result)
         finally:
+            self._running = []
             self._queued_inputs -= size
             self.stats.batches += 1
             self.stats.batched_inputs += size
             self.stats.largest_batch = max(self.stats.largest_batch, size)
             self.stats.recent.append(size)
+
+    def _answer(self, batch: list[_Work]) -> list[tuple[np.ndarray, int] | Exception]:
+        """Runs on the model thread: the batch's results, or each request's own error.
+
+        When a shared batch fails, its requests are run one by one, so that one request's
+        bad text (or vector) fails that request only.
+        """
+        try:
+            return list(self._embed_batch(batch))
+        except Exception as error:
+            if len(batch) == 1:
+                logger.warning("embedding a request of %d inputs failed: %s", size_of(batch), error)
+                return [error]
+            logger.warning("a batch of %d requests failed (%s); retrying each", len(batch), error)
+        out: list[tuple[np.ndarray, int] | Exception] = []
+        for work in batch:
+            try:
+                out += self._embed_batch([work])
+            except Exception as error:
+                logger.warning(
+                    "embedding a request of %d inputs failed: %s", len(work.texts), error
+                )
+                out.append(error)
+        return out
 
     def _embed_batch(self, batch: list[_Work]) -> list[tuple[np.ndarray, int]]:
         """Runs on the model thread: one ``embed`` call per template route."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from promptembed.embedder import Kind
+
+if TYPE_CHECKING:
+    from promptembed.config import ServerConfig
 
 
 class APIError(Exception):
@@ -73,8 +76,8 @@ class EmbeddingRequest(BaseModel):
         },
     )
 
-    input: str | list[str] | list[int] | list[list[int]] = Field(
-        description="A text or a list of texts. Token-id arrays are rejected (400): "
+    input: str | Annotated[list[str], Field(min_length=1)] = Field(
+        description="A text or a non-empty list of texts. Token-id arrays are refused (400): "
         "this server tokenises with its own model's tokenizer."
     )
     model: str | None = Field(
@@ -83,8 +86,8 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] | None = Field(
         "float", description="`float` lists (also when null), or `base64` of little-endian float32."
     )
-    dimensions: int | None = Field(
-        None, description="Must equal the model's dimension if given (no truncation)."
+    dimensions: StrictInt | None = Field(
+        None, ge=1, description="Must equal the model's dimension if given (no truncation)."
     )
     user: str | None = Field(None, description="Accepted and ignored.")
     kind: Kind | None = Field(
@@ -160,3 +163,58 @@ class Health(BaseModel):
     requests: int
     batches: int
     batched_inputs: int
+
+
+# -- the OpenAPI document: this server's own limits, so that the schema is the contract ------
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+
+
+def document_server(
+    schema: dict[str, Any], limits: ServerConfig, dimension: int, secured: bool
+) -> dict[str, Any]:
+    """Write the served limits into a generated OpenAPI document (in place; returned).
+
+    A request the schema accepts is answered 200, one it refuses gets 400: ``input``
+    carries ``max_inputs_per_request`` and ``max_chars_per_input``, ``dimensions`` the
+    one dimension served. Validation errors are 400 here, so FastAPI's 422 is dropped;
+    with an API key the ``/v1`` operations declare bearer authentication.
+    """
+    props = schema["components"]["schemas"]["EmbeddingRequest"]["properties"]
+    text = {"type": "string", "maxLength": limits.max_chars_per_input}
+    props["input"] = {
+        "description": props["input"].get("description", ""),
+        "anyOf": [
+            text,
+            {
+                "type": "array",
+                "items": text,
+                "minItems": 1,
+                "maxItems": limits.max_inputs_per_request,
+            },
+        ],
+    }
+    props["dimensions"] = {
+        "description": props["dimensions"].get("description", ""),
+        "anyOf": [{"type": "integer", "enum": [dimension]}, {"type": "null"}],
+    }
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+    if secured:
+        schemes = schema["components"].setdefault("securitySchemes", {})
+        schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            operation["responses"].pop("422", None)
+            for status in ("429", "503"):
+                if status in operation["responses"]:
+                    operation["responses"][status]["headers"] = _RETRY_AFTER
+            if secured and path.startswith("/v1"):
+                operation["security"] = [{"bearer": []}]
+    return schema
