@@ -81,3 +81,30 @@ def test_unknown_table_in_toml(tmp_path):
 
 def test_config_is_the_same_model_everywhere():
     assert Config.model_fields["embedder"].annotation is EmbedderConfig
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ("EmbedderConfig", "batch_size"),
+        ("EmbedderConfig", "max_batch_tokens"),
+        ("EmbedderConfig", "max_length"),
+        ("EmbedderConfig", "replicas"),
+        ("ServerConfig", "max_inputs_per_request"),
+        ("ServerConfig", "max_chars_per_input"),
+        ("ServerConfig", "max_queued_inputs"),
+        ("ServerConfig", "max_batch_inputs"),
+        ("ServerConfig", "retry_after_s"),
+        ("RayConfig", "batch_size"),
+        ("RayConfig", "num_workers"),
+        ("IndexConfig", "chunk_size"),
+    ],
+)
+@pytest.mark.parametrize("size", [0, -1])
+def test_sizes_below_one_are_refused_naming_the_field(model, field, size):
+    from pydantic import ValidationError
+
+    import promptembed.config as config
+
+    with pytest.raises(ValidationError, match=field):
+        getattr(config, model)(**{field: size})

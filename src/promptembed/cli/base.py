@@ -61,10 +61,20 @@ def build_config(config: Path | None, **overrides: Any) -> Config:
     return base.model_copy(update={"embedder": embedder})
 
 
+_verbose = False  # set by -v: errors then carry their traceback
+
+
 def fail(error: BaseException) -> typer.Exit:
-    """Print a one-line error (a config error per field) and return exit code 2."""
+    """Print a one-line error (a config error per field) and return exit code 2.
+
+    With ``-v`` the traceback is printed first.
+    """
     from pydantic import ValidationError
 
+    if _verbose:
+        import traceback
+
+        err.print("".join(traceback.format_exception(error)), markup=False, highlight=False)
     if isinstance(error, ValidationError):
         message = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
@@ -72,7 +82,8 @@ def fail(error: BaseException) -> typer.Exit:
         )
     else:
         message = str(error)
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    hint = "" if _verbose else " [dim](-v for the traceback)[/]"
+    err.print(f"[bold red]error:[/] {escape(message)}{hint}", markup=True, highlight=False)
     return typer.Exit(code=2)
 
 
@@ -80,4 +91,6 @@ def fail(error: BaseException) -> typer.Exit:
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
+    global _verbose
+    _verbose = verbose
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)

@@ -44,6 +44,10 @@ def serve_cmd(
         cfg = cfg.model_copy(update={"server": server})
         cfg.server.check_binding()
         cfg.server.resolved_api_key()
+        from promptembed.embedder import PromptEmbedder
+
+        # Loaded before binding, so that a bad model, cache or calibration file is one line.
+        embedder = PromptEmbedder(config=cfg.embedder)
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
-    run(cfg)
+    run(cfg, embedder=embedder)
