@@ -42,11 +42,6 @@ class ShuttingDownError(Exception):
 # -- dynamic batching ---------------------------------------------------------------------
 
 
-def size_of(batch: list[_Work]) -> int:
-    """Texts in a batch."""
-    return sum(len(w.texts) for w in batch)
-
-
 @dataclass
 class _Work:
     texts: list[str]
@@ -263,7 +258,7 @@ class DynamicBatcher:
             return list(self._embed_batch(batch))
         except Exception as error:
             if len(batch) == 1:
-                logger.warning("embedding a request of %d inputs failed: %s", size_of(batch), error)
+                logger.warning("a request of %d inputs failed: %s", len(batch[0].texts), error)
                 return [error]
             logger.warning("a batch of %d requests failed (%s); retrying each", len(batch), error)
         out: list[tuple[np.ndarray, int] | Exception] = []
