@@ -170,3 +170,28 @@ def test_corrupt_model_directory_says_what_is_wrong(tmp_path, model_dirs):
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(OSError, match=r"from the directory .*broken"):
         PromptEmbedder(str(broken), device="cpu")
+
+
+@pytest.mark.slow
+def test_real_alias_conversion_with_a_flipped_byte_is_rebuilt(tmp_path):
+    """SmolLM2's real conversion cache, copied, one byte flipped: rebuilt from its GGUF."""
+    import shutil
+
+    from promptembed.loading import default_cache_dir, verify_conversion
+
+    texts = ["A man is playing a guitar.", "一个男人在弹吉他。"]
+    expected = PromptEmbedder("smollm2-135m", device="cpu").embed(texts)
+    (source,) = (default_cache_dir() / "converted").glob("smollm2-135m-*[0-9]")
+    target = tmp_path / "converted" / source.name
+    shutil.copytree(source, target)
+    assert verify_conversion(target) is None
+    with (target / "model.safetensors").open("r+b") as fh:
+        fh.seek(200_000_000)
+        byte = fh.read(1)
+        fh.seek(200_000_000)
+        fh.write(bytes([byte[0] ^ 0x10]))
+    assert "SHA-256" in verify_conversion(target)
+    with pytest.warns(RuntimeWarning, match="damaged .* rebuilding it"):
+        emb = PromptEmbedder("smollm2-135m", device="cpu", cache_dir=str(tmp_path))
+    np.testing.assert_allclose(emb.embed(texts), expected, atol=1e-5)
+    assert verify_conversion(target) is None
