@@ -9,7 +9,6 @@ open_collection, open_vectorstore, open_index and the server.
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from typer.testing import CliRunner
 from promptembed import PromptEmbedder
 from promptembed.calibration import Calibration, fit_fields
 from promptembed.cli import app
-from promptembed.config import EmbedderConfig
+from promptembed.config import EmbedderConfig, load_config
 
 pytest.importorskip("chromadb")
 
@@ -31,8 +30,8 @@ runner = CliRunner()
 
 def tiny_config(shipped: Path, model_dir: Path, folder: Path) -> Path:
     """The shipped config on the tiny model, with a calibration fitted for it, as TOML."""
-    table = tomllib.loads(shipped.read_text(encoding="utf-8"))["embedder"]
-    shipped_cal = Calibration.load(shipped.parent / table.pop("calibration"))
+    table = load_config(shipped).embedder.model_dump(exclude_defaults=True)
+    shipped_cal = Calibration.load(table.pop("calibration"))
     table.update(model=str(model_dir), device="cpu")
     config = EmbedderConfig(**table)
     base = PromptEmbedder(config=config)
