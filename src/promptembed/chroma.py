@@ -9,6 +9,7 @@ config stored with the collection.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from promptembed._optional import require
@@ -137,7 +138,9 @@ class PromptEmbeddingFunction(SharedEmbedderMixin, EmbeddingFunction[Documents])
             from promptembed.calibration import resolve_calibration
 
             sha = config.get("calibration_sha256") or hash_in_name(fields["calibration"])
-            fields["calibration"] = str(resolve_calibration(fields["calibration"], sha256=sha))
+            # If missing here, it is looked up again (and reported) when the model loads.
+            with contextlib.suppress(FileNotFoundError):
+                fields["calibration"] = str(resolve_calibration(fields["calibration"], sha256=sha))
         return PromptEmbeddingFunction(config=EmbedderConfig(**fields, trust_remote_code=False))
 
     @staticmethod
@@ -256,5 +259,11 @@ def open_checked_collection(
             configuration={"hnsw": {"space": "cosine"}},
         )
     admit(existing, embedder)  # also re-checks a collection another process just made
-    collection = client.get_collection(store.collection, embedding_function=function)
+    try:
+        collection = client.get_collection(store.collection, embedding_function=function)
+    except ValueError:
+        # Made with Chroma's default function (e.g. a LlamaIndex drop-in store), which
+        # Chroma will not rebind; the guard has verified that its vectors are ours.
+        collection = client.get_collection(store.collection, embedding_function=None)
+        collection._embedding_function = function
     return client, collection, embedder

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promptembed.config import EmbedderConfig
-from promptembed.identity import VectorIdentity, of_config, of_embedder
+from promptembed.identity import VectorIdentity, hash_in_name, of_config, of_embedder
 
 if TYPE_CHECKING:
     from promptembed.embedder import PromptEmbedder
@@ -93,10 +93,10 @@ def stored_identity(
     if ef.get("name") == EF_NAME and isinstance(ef.get("config"), dict):
         stored = ef["config"]
         fields = {k: v for k, v in stored.get("embedder", {}).items() if k != "trust_remote_code"}
+        calibration = fields.pop("calibration", None)
         identity = of_config(EmbedderConfig(**fields))
-        if stored.get("calibration_sha256"):
-            identity = VectorIdentity(identity.fields, stored["calibration_sha256"])
-        return identity, stored.get("dimension"), 0
+        sha = stored.get("calibration_sha256") or (calibration and hash_in_name(calibration))
+        return VectorIdentity(identity.fields, sha or calibration), stored.get("dimension"), 0
     return None, None, 0
 
 
@@ -195,15 +195,20 @@ def admit(collection: Any, embedder: PromptEmbedder) -> None:
         else:
             _refuse_foreign_function(collection)
         mark(collection, wanted, embedder.dimension)
+    _warn_space(collection)
     with _ADMITTED_LOCK:
         _ADMITTED.add(memo)
 
 
 def mark(collection: Any, identity: VectorIdentity, dimension: int) -> None:
-    """Write promptembed's record into the collection's metadata (and warn on L2)."""
+    """Write promptembed's record into the collection's metadata."""
     # Chroma refuses a metadata update that carries the distance keys, even unchanged.
     kept = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
     collection.modify(metadata={**kept, **collection_marker(identity, dimension)})
+
+
+def _warn_space(collection: Any) -> None:
+    """Name a drop-in store's non-cosine space, and the fix."""
     space = space_of(collection)
     if space != "cosine":
         warnings.warn(
@@ -215,7 +220,7 @@ def mark(collection: Any, identity: VectorIdentity, dimension: int) -> None:
             "collection_configuration={'hnsw': {'space': 'cosine'}} (LangChain) or "
             "configuration={'hnsw': {'space': 'cosine'}} (Chroma), or through promptembed's "
             "open_vectorstore / open_index / open_collection, and re-index.",
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
