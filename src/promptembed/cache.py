@@ -31,12 +31,9 @@ class EmbeddingCache:
     """
 
     def __init__(self, directory: str, identity: dict[str, Any]) -> None:
-        try:
-            import diskcache
-        except ImportError:
-            raise ImportError(
-                "the embedding cache needs diskcache: pip install 'promptembed[cache]'"
-            ) from None
+        from promptembed._optional import require
+
+        diskcache = require("diskcache", "cache")
         self._cache = diskcache.Cache(directory)
         self._namespace = hashlib.sha256(
             json.dumps(identity, sort_keys=True, default=str).encode()

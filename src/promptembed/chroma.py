@@ -180,7 +180,7 @@ def open_collection(
         embed through promptembed.
 
     Raises:
-        promptembed.store.EmbedderConflictError: If the collection was built by another
+        promptembed.guard.EmbedderConflictError: If the collection was built by another
             embedder (the collection is left untouched).
 
     Example:

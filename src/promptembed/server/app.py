@@ -421,12 +421,9 @@ def run(config: Config | dict[str, Any] | str | Path | None = None) -> None:
         >>> run("promptembed.toml")  # doctest: +SKIP
 
     """
-    try:
-        import uvicorn
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "promptembed serve needs FastAPI and uvicorn: pip install 'promptembed[server]'"
-        ) from error
+    from promptembed._optional import require
+
+    uvicorn = require("uvicorn", "server")
     cfg = load_config(config) if config is not None else Config()
     app = create_app(cfg)
     server = uvicorn.Server(
