@@ -94,7 +94,10 @@ def instruction_template(instruction: str, spec: str | list[str], joiner: str = 
     template = Template.parse(spec)
     if template.middle is not None:
         raise ValueError(f"an instruction cannot be combined with the echo template {spec!r}")
-    head = instruction.strip() + joiner if instruction.strip() else ""
+    if joiner:  # LlamaIndex: f"{instruction} {text}".strip()
+        head = instruction.strip() + joiner if instruction.strip() else ""
+    else:  # sentence-transformers: prompt + text, verbatim
+        head = instruction
     return head + PLACEHOLDER + template.suffix
 
 
