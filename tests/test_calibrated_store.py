@@ -14,8 +14,8 @@ from promptembed.store import EmbedderConflictError
 SAMPLE = [f"sample {i} on {w}" for i, w in enumerate(["bees", "tax", "rain", "jazz"] * 5)]
 
 
-def calibration_file(model_dir, directory, method: str) -> str:
-    base = PromptEmbedder(str(model_dir), device="cpu", template="eol")
+def calibration_file(model_dir, directory, method: str, **fields) -> str:
+    base = PromptEmbedder(str(model_dir), device="cpu", template="eol", **fields)
     cal = Calibration.fit(
         base.embed_raw(SAMPLE), method=method, dims=6, fitted_on=fit_fields(base.config)
     )
@@ -44,7 +44,7 @@ def test_collection_refuses_another_calibration(tmp_path, model_dirs, files):
     assert open_collection(first).count() == 2  # untouched, and the same config reopens
 
 
-def test_calibration_applied_to_documents_and_queries_in_adapters(model_dirs, files):
+def test_calibration_applied_to_documents_and_queries_in_adapters(tmp_path, model_dirs):
     from promptembed.langchain import PromptEmbeddings
     from promptembed.llama_index import PromptEmbedding
 
@@ -53,7 +53,10 @@ def test_calibration_applied_to_documents_and_queries_in_adapters(model_dirs, fi
         "device": "cpu",
         "template": "eol",
         "query_template": "sum",
-        "calibration": files[1],
+        # Fitted under the same query template: it is part of what a calibration fits.
+        "calibration": calibration_file(
+            model_dirs["llama"], tmp_path / "q", "whiten", query_template="sum"
+        ),
     }
     core = PromptEmbedder(**fields)
     docs = core.embed(DOCS)

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from promptembed.identity import fit_record, hash_in_name
+
 if TYPE_CHECKING:
     from promptembed.config import EmbedderConfig
 
 Method = Literal["center", "whiten"]
-# The embedder fields a calibration was fitted under; any change invalidates it.
-_FIT_FIELDS = ("model", "gguf_file", "template", "layer", "pooling", "normalize_text")
+SEARCH_PATH_ENV = "PROMPTEMBED_CALIBRATION_PATH"
+"""Directories (``os.pathsep``-separated) searched for a calibration file by name."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -181,10 +183,13 @@ class Calibration:
                 f"calibration was fitted on {len(self.mean)}-wide vectors, but this model's "
                 f"are {hidden_size}-wide"
             )
+        # The fields of the one identity definition; a file written before a field was
+        # recorded is checked on the fields it has.
+        wanted = fit_record(config)
         diff = {
             name: (self.fitted_on[name], getattr(config, name))
-            for name in _FIT_FIELDS
-            if name in self.fitted_on and self.fitted_on[name] != _plain(getattr(config, name))
+            for name in wanted
+            if name in self.fitted_on and self.fitted_on[name] != wanted[name]
         }
         if diff:
             details = "; ".join(
@@ -193,11 +198,56 @@ class Calibration:
             raise ValueError(f"calibration does not match this embedder ({details}); refit it")
 
 
-def _plain(value: Any) -> Any:
-    """Config values as they round-trip through JSON (tuples become lists)."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def fit_fields(config: EmbedderConfig) -> dict[str, Any]:
-    """The embedder fields recorded in a calibration file."""
-    return {name: _plain(getattr(config, name)) for name in _FIT_FIELDS}
+    """The embedder fields recorded in a calibration file (:func:`identity.fit_record`)."""
+    return fit_record(config)
+
+
+def resolve_calibration(
+    reference: str | Path, *, sha256: str | None = None, near: str | Path | None = None
+) -> Path:
+    """Find a calibration file by path or name: portable configs name it, never place it.
+
+    Looked up in order: the reference itself (an existing path), next to ``near`` (the
+    config file's folder), then in each directory of ``$PROMPTEMBED_CALIBRATION_PATH``.
+
+    Args:
+        reference: A path or a file name (``calibration-<hash>.npz``).
+        sha256: The content hash the file must have (12 hex); default: from its name.
+        near: A folder to look in first (where the config file lives).
+
+    Returns:
+        The path of the file with that content.
+
+    Raises:
+        FileNotFoundError: Naming the hash and every place looked in.
+        ValueError: If the file found has another content hash.
+
+    Example:
+        >>> resolve_calibration("examples/configs/calibration-2769b3163945.npz").name
+        'calibration-2769b3163945.npz'
+
+    """
+    reference = Path(reference).expanduser()
+    places = [reference] if reference.is_absolute() else [Path.cwd() / reference]
+    if near is not None:
+        places.insert(0, Path(near) / reference)
+    extra = [d for d in os.environ.get(SEARCH_PATH_ENV, "").split(os.pathsep) if d]
+    places += [Path(d).expanduser() / reference.name for d in extra]
+    found = next((p for p in places if p.is_file()), None)
+    if found is None:
+        named = hash_in_name(reference)
+        looked = ", ".join(str(p.parent) for p in places)
+        raise FileNotFoundError(
+            f"calibration {reference.name} (sha256 {sha256 or named or 'unknown'}) not found; "
+            f"looked in: {looked}. Put the file next to the config, or add its folder to "
+            f"${SEARCH_PATH_ENV}"
+        )
+    if sha256 is not None:
+        actual = hashlib.sha256(found.read_bytes()).hexdigest()[:12]
+        if actual != sha256:
+            raise ValueError(
+                f"calibration {found} has content hash {actual}, but sha256 {sha256} was "
+                "recorded: it is another calibration; use the original file"
+            )
+    return found.resolve()

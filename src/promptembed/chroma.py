@@ -9,29 +9,42 @@ config stored with the collection.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
-from promptembed.store import EF_NAME, require
+from promptembed._optional import require
 
 require("chromadb", "chroma")
 
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space  # noqa: E402
 from chromadb.utils.embedding_functions import register_embedding_function  # noqa: E402
 
-from promptembed.config import IDENTITY_FIELDS, Config, EmbedderConfig  # noqa: E402
-from promptembed.store import embedder_config, open_checked_collection  # noqa: E402
-from promptembed.store import shared_embedder as _shared_embedder  # noqa: E402
+from promptembed._adapter import SharedEmbedderMixin, text_list  # noqa: E402
+from promptembed.config import Config, EmbedderConfig, StoreConfig, load_config  # noqa: E402
+from promptembed.guard import EF_NAME, EmbedderConflictError, admit  # noqa: E402
+from promptembed.identity import VectorIdentity, calibration_hash, hash_in_name  # noqa: E402
+from promptembed.registry import embedder_config, shared_embedder  # noqa: E402
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from promptembed.embedder import PromptEmbedder
 
-__all__ = ["PromptEmbeddingFunction", "open_collection"]
+__all__ = ["EmbedderConflictError", "PromptEmbeddingFunction", "open_collection"]
+
+
+def _calling_collection(owner: Any) -> Any:
+    """A Chroma collection on the call stack (``add``/``upsert`` embedding documents)."""
+    from chromadb.api.models.CollectionCommon import CollectionCommon
+
+    return owner if isinstance(owner, CollectionCommon) else None
+
+
+_WRITERS = (_calling_collection, ("chromadb",))
 
 
 @register_embedding_function
-class PromptEmbeddingFunction(EmbeddingFunction[Documents]):
+class PromptEmbeddingFunction(SharedEmbedderMixin, EmbeddingFunction[Documents]):
     """Chroma embedding function backed by a :class:`~promptembed.PromptEmbedder`.
 
     Takes the same keyword arguments as ``PromptEmbedder`` (or ``config=`` /
@@ -76,20 +89,15 @@ class PromptEmbeddingFunction(EmbeddingFunction[Documents]):
         """The embedder configuration."""
         return self._config
 
-    @property
-    def embedder(self) -> PromptEmbedder:
-        """The underlying embedder (loaded on first access)."""
-        if self._embedder is None:
-            self._embedder = _shared_embedder(self._config)
-        return self._embedder
-
     def __call__(self, input: Documents) -> Embeddings:
-        """Embed documents with the document template."""
-        return list(self.embedder.embed(list(input), kind="document"))
+        """Embed documents with the document template (checked against the collection)."""
+        items = text_list(input)
+        self._guard(*_WRITERS)
+        return list(self.embedder.embed(items, kind="document"))
 
     def embed_query(self, input: Documents) -> Embeddings:
         """Embed queries with the query template."""
-        return list(self.embedder.embed(list(input), kind="query"))
+        return list(self.embedder.embed(text_list(input), kind="query"))
 
     @staticmethod
     def name() -> str:
@@ -105,18 +113,34 @@ class PromptEmbeddingFunction(EmbeddingFunction[Documents]):
         return ["cosine", "ip", "l2"]
 
     def get_config(self) -> dict[str, Any]:
-        """The config Chroma persists: never includes ``trust_remote_code``."""
+        """The config Chroma persists: portable and never with ``trust_remote_code``.
+
+        A calibration is kept by file name and content hash, never by path.
+        """
         out: dict[str, Any] = {"embedder": self._config.stored()}
+        if self._config.calibration:
+            out["calibration_sha256"] = calibration_hash(self._config.calibration)
         if self._embedder is not None:
             out["dimension"] = self._embedder.dimension
         return out
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> PromptEmbeddingFunction:
-        """Rebuild from a stored config; ``trust_remote_code`` is always off."""
+        """Rebuild from a stored config; ``trust_remote_code`` is always off.
+
+        A calibration is found by name (see
+        :func:`~promptembed.calibration.resolve_calibration`) and must have the
+        recorded content hash.
+        """
         PromptEmbeddingFunction.validate_config(config)
-        fields = dict(config.get("embedder", {}))
-        fields.pop("trust_remote_code", None)
+        fields = {k: v for k, v in config["embedder"].items() if k != "trust_remote_code"}
+        if fields.get("calibration"):
+            from promptembed.calibration import resolve_calibration
+
+            sha = config.get("calibration_sha256") or hash_in_name(fields["calibration"])
+            # If missing here, it is looked up again (and reported) when the model loads.
+            with contextlib.suppress(FileNotFoundError):
+                fields["calibration"] = str(resolve_calibration(fields["calibration"], sha256=sha))
         return PromptEmbeddingFunction(config=EmbedderConfig(**fields, trust_remote_code=False))
 
     @staticmethod
@@ -130,13 +154,11 @@ class PromptEmbeddingFunction(EmbeddingFunction[Documents]):
     def validate_config_update(
         self, old_config: dict[str, Any], new_config: dict[str, Any]
     ) -> None:
-        """Refuse updates that would change the vectors (the identity fields)."""
-        old = old_config.get("embedder", {})
-        new = new_config.get("embedder", {})
-        changed = [k for k in IDENTITY_FIELDS if k in new and new.get(k) != old.get(k)]
-        if changed:
+        """Refuse updates that would change the vectors (:mod:`promptembed.identity`)."""
+        diff = _stored_identity(old_config).differences(_stored_identity(new_config))
+        if diff:
             raise ValueError(
-                "changing " + ", ".join(changed) + " would mix vectors from two embedders "
+                "changing " + ", ".join(diff) + " would mix vectors from two embedders "
                 "in one collection; create a new collection instead"
             )
 
@@ -158,7 +180,7 @@ def open_collection(
         embed through promptembed.
 
     Raises:
-        promptembed.store.EmbedderConflictError: If the collection was built by another
+        promptembed.guard.EmbedderConflictError: If the collection was built by another
             embedder (the collection is left untouched).
 
     Example:
@@ -167,3 +189,81 @@ def open_collection(
 
     """
     return open_checked_collection(config, embedder)[1]
+
+
+def _stored_identity(config: dict[str, Any]) -> VectorIdentity:
+    """The identity of a stored function config (config fields and calibration hash)."""
+    from promptembed.guard import stored_identity
+
+    identity, _, _ = stored_identity(None, {"embedding_function": {"name": EF_NAME,
+                                                                    "config": config}})  # fmt: skip
+    assert identity is not None
+    return identity
+
+
+def make_client(store: StoreConfig) -> Any:
+    """A Chroma client for a store config: ``PersistentClient`` or ``HttpClient``."""
+    # Default settings on purpose: Chroma refuses two clients of one path with different
+    # settings in a process, and users open their own clients next to ours.
+    import chromadb
+
+    if store.mode == "persistent":
+        return chromadb.PersistentClient(path=str(store.path))
+    return chromadb.HttpClient(host=store.host, port=store.port, ssl=store.ssl)
+
+
+def _store_of(config: Config) -> StoreConfig:
+    if config.store is None:
+        raise ValueError(
+            "the config has no [store] table: add one with `path` (embedded Chroma) or "
+            "`host`/`port` (Chroma server) and `collection`"
+        )
+    return config.store
+
+
+def open_checked_collection(
+    config: str | Path | dict[str, Any] | Config,
+    embedder: PromptEmbedder | None = None,
+) -> tuple[Any, Any, PromptEmbedder]:
+    """Open (or create) the config's Chroma collection for its embedder, checked.
+
+    A new collection is created with :class:`PromptEmbeddingFunction` (so Chroma can
+    rebuild the function from the stored config in another process), cosine space and
+    promptembed's record. An existing one goes through :func:`promptembed.guard.admit`
+    (checked, or verified and adopted); on a mismatch nothing is written.
+
+    Returns:
+        ``(client, collection, embedder)``; the collection has the embedding function set.
+
+    Raises:
+        EmbedderConflictError: If the collection holds another embedder's vectors.
+        ValueError: If the config has no store.
+
+    """
+    from chromadb.errors import NotFoundError
+
+    cfg = load_config(config)
+    store = _store_of(cfg)
+    if embedder is None:
+        embedder = shared_embedder(cfg.embedder)
+    client = make_client(store)
+    function = PromptEmbeddingFunction(embedder=embedder)
+    try:
+        existing = client.get_collection(store.collection, embedding_function=None)
+    except (NotFoundError, ValueError):
+        existing = None
+    if existing is None:
+        existing = client.get_or_create_collection(
+            store.collection,
+            embedding_function=function,
+            configuration={"hnsw": {"space": "cosine"}},
+        )
+    admit(existing, embedder)  # also re-checks a collection another process just made
+    try:
+        collection = client.get_collection(store.collection, embedding_function=function)
+    except ValueError:
+        # Made with Chroma's default function (e.g. a LlamaIndex drop-in store), which
+        # Chroma will not rebind; the guard has verified that its vectors are ours.
+        collection = client.get_collection(store.collection, embedding_function=None)
+        collection._embedding_function = function
+    return client, collection, embedder

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from promptembed.identity import VECTOR_FIELDS
 from promptembed.templates import BUILTIN_TEMPLATES, Template
 
 if sys.version_info >= (3, 11):
@@ -25,19 +26,8 @@ Pooling = Literal["last", "mean"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
-# Fields that change the vectors: two embedders agree on these or their vectors
-# must never share a collection.
-IDENTITY_FIELDS = (
-    "model",
-    "gguf_file",
-    "template",
-    "query_template",
-    "layer",
-    "pooling",
-    "normalize_text",
-    "normalize_embeddings",
-    "max_length",
-)
+# Fields that change the vectors: defined once, in promptembed.identity.
+IDENTITY_FIELDS = VECTOR_FIELDS
 
 
 class EmbedderConfig(BaseModel):
@@ -150,20 +140,22 @@ class EmbedderConfig(BaseModel):
         return value
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the vectors (what a collection must agree on).
+        """What this config asks of a vector (:func:`promptembed.identity.of_config`).
 
-        A calibration is identified by its file name, which carries its content hash,
-        so the same file reached by another path is the same calibration.
+        The calibration is identified by its content hash, never its path.
         """
-        out = {name: getattr(self, name) for name in IDENTITY_FIELDS}
-        out["calibration"] = Path(self.calibration).name if self.calibration else None
-        return out
+        from promptembed.identity import of_config
+
+        return of_config(self).record()
 
     def stored(self) -> dict[str, Any]:
-        """The fields safe to persist next to a collection: never ``trust_remote_code``."""
-        return self.model_dump(
-            exclude={"trust_remote_code", "show_progress", "embedding_cache", "replicas"}
-        )
+        """The fields safe to persist next to a collection: never ``trust_remote_code``.
+
+        The calibration is kept as its file name (which carries its hash), not a path.
+        """
+        from promptembed.identity import stored_fields
+
+        return stored_fields(self)
 
 
 class StoreConfig(BaseModel):
@@ -432,10 +424,12 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     embedder = data.get("embedder")
     if isinstance(embedder, dict) and isinstance(embedder.get("calibration"), str):
-        # A calibration file sits next to its config; keep relative references working.
-        calibration = Path(embedder["calibration"]).expanduser()
-        if not calibration.is_absolute():
-            embedder["calibration"] = str((path.parent / calibration).resolve())
+        # A calibration file sits next to its config, else on the search path.
+        from promptembed.calibration import resolve_calibration
+
+        embedder["calibration"] = str(
+            resolve_calibration(embedder["calibration"], near=path.parent)
+        )
     store = data.get("store")
     if isinstance(store, dict) and isinstance(store.get("path"), str):
         store_path = Path(store["path"]).expanduser()

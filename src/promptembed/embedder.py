@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
@@ -162,9 +164,9 @@ class PromptEmbedder:
         }
         self._calibration: Calibration | None = None
         if config.calibration:
-            from promptembed.calibration import Calibration
+            from promptembed.calibration import Calibration, resolve_calibration
 
-            self._calibration = Calibration.load(config.calibration)
+            self._calibration = Calibration.load(resolve_calibration(config.calibration))
             self._calibration.check(self.config, self.hidden_size)
 
     def _route(self, spec: str, layers: list[int] | None = None) -> _Route:
@@ -196,15 +198,16 @@ class PromptEmbedder:
                     "embedding_cache needs a model loaded by name or path, "
                     "not one passed in memory (its weights have no fingerprint)"
                 )
-            identity = {
-                **cfg.identity(),
+            from promptembed.identity import of_embedder
+
+            # The embedder's identity, exact precision included, and this route's template.
+            identity = of_embedder(self).record()
+            route = {
                 "template": template.text,
                 "layer": forward.layer,
                 "normalize": prompts.normalize,
-                "weights": self._loaded.fingerprint,
-                "dtype": str(self._loaded.dtype),
             }
-            cache = EmbeddingCache(cfg.embedding_cache, identity)
+            cache = EmbeddingCache(cfg.embedding_cache, {**identity, "route": route})
         return _Route(prompts, forwards, cache)
 
     # -- properties ---------------------------------------------------------------------
@@ -242,6 +245,26 @@ class PromptEmbedder:
     def fingerprint(self) -> str:
         """Identity of the loaded weights."""
         return self._loaded.fingerprint
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """The dtype the model computes in (decided once, in loading)."""
+        return self._loaded.dtype
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        template = cfg.template
+        layers = [Template.parse(t).layer for t in cfg.templates]
+        layers = [cfg.layer] if cfg.layer is not None else layers
+        shown = [f"model={cfg.model!r}", f"template={template!r}"]
+        if cfg.query_template is not None:
+            shown.append(f"query_template={cfg.query_template!r}")
+        shown.append(f"layer={layers[0] if len(layers) == 1 else layers!r}")
+        if cfg.calibration:
+            shown.append(f"calibration={Path(cfg.calibration).name!r}")
+        shown += [f"dimension={self.dimension}", f"device={str(self.device)!r}"]
+        shown.append(f"dtype={str(self.torch_dtype).removeprefix('torch.')!r}")
+        return f"PromptEmbedder({', '.join(shown)})"
 
     # -- embedding ------------------------------------------------------------------------
     @overload
@@ -409,7 +432,7 @@ class PromptEmbedder:
             warnings.warn(
                 f"{truncated} of {len(texts)} texts were truncated to fit max_length="
                 f"{self.config.max_length} tokens (the template's suffix is kept)",
-                stacklevel=4,
+                stacklevel=_caller_stacklevel(),
             )
         cached = [fwd.uses_prefix(x) for x in ids]
         skip = len(fwd.prefix.ids) if fwd.prefix is not None else 0
@@ -458,6 +481,17 @@ def _check_positive(**values: int | None) -> None:
             raise TypeError(f"{name} must be an int >= 1 or None, got {value!r}")
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1 (or None for the config's default), got {value}")
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside promptembed: the user's call site."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptembed._optional import require
 from promptembed.config import Config, IndexConfig, load_config
-from promptembed.store import open_checked_collection, require
 
 if TYPE_CHECKING:
     from promptembed.embedder import PromptEmbedder
@@ -216,7 +216,7 @@ def index_paths(
         :class:`IndexStats` of the run (``embedded == 0`` for an unchanged corpus).
 
     Raises:
-        promptembed.store.EmbedderConflictError: If the collection holds another
+        promptembed.guard.EmbedderConflictError: If the collection holds another
             embedder's vectors (nothing is written).
 
     Example:
@@ -224,6 +224,8 @@ def index_paths(
         IndexStats(files=10, chunks=14, embedded=14, ...)
 
     """
+    from promptembed.chroma import open_checked_collection
+
     cfg = load_config(config)
     planned = plan_sources(paths, cfg.index)
     _, collection, embedder = open_checked_collection(cfg, embedder)
@@ -289,7 +291,11 @@ def query(
     embedder: PromptEmbedder | None = None,
 ) -> list[Hit]:
     """The ``k`` nearest chunks to ``text``; ``score`` is the cosine similarity."""
+    from promptembed.chroma import open_checked_collection
+    from promptembed.guard import cosine_from_distance, space_of
+
     _, collection, embedder = open_checked_collection(config, embedder)
+    space = space_of(collection)  # an adopted drop-in store may use l2 or ip
     vector = embedder.embed([text], kind="query")
     res = collection.query(
         query_embeddings=vector, n_results=k, include=["documents", "metadatas", "distances"]
@@ -302,7 +308,7 @@ def query(
         hits.append(
             Hit(
                 rank,
-                1.0 - float(dist),
+                cosine_from_distance(space, float(dist)),
                 str(meta.get("source", "?")),
                 int(meta.get("chunk", -1)),
                 doc or "",

@@ -1,6 +1,7 @@
 """LangChain adapter: :class:`PromptEmbeddings` and :func:`open_vectorstore`.
 
-Requires the ``langchain`` extra (``pip install 'promptembed[langchain]'``).
+Requires the ``langchain`` extra (``pip install 'promptembed[langchain]'``). Importing
+it registers promptembed's Chroma embedding function when chromadb is installed.
 """
 
 from __future__ import annotations
@@ -8,35 +9,50 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from promptembed.store import require
+from promptembed._optional import register_chroma, require
 
 require("langchain_core", "langchain")
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator  # noqa: E402
+from pydantic import ConfigDict, PrivateAttr  # noqa: E402
 
-from promptembed.config import Config, EmbedderConfig, load_config  # noqa: E402
-from promptembed.store import open_checked_collection, shared_embedder  # noqa: E402
+from promptembed._adapter import AdapterFields, text_list  # noqa: E402
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from promptembed.config import Config
     from promptembed.embedder import PromptEmbedder
 
 __all__ = ["PromptEmbeddings", "open_vectorstore"]
 
+register_chroma()
 
-class PromptEmbeddings(BaseModel, Embeddings):
+
+def _chroma_collection(owner: Any) -> Any:
+    """The collection of a ``langchain_chroma.Chroma`` store on the call stack."""
+    if type(owner).__module__.startswith("langchain_chroma"):
+        return getattr(owner, "_collection", None)
+    return None
+
+
+_WRITERS = (_chroma_collection, ("langchain_chroma",))
+
+
+class PromptEmbeddings(AdapterFields, Embeddings):
     """LangChain embeddings from a generative LLM through a prompt (promptembed).
 
     Built from the same keyword arguments as :class:`~promptembed.PromptEmbedder`
     (``model``, ``template``, ``query_template``, ``layer``, ``device``, ...), which are
-    gathered into the ``config`` field, or from a whole ``config=``. Documents use the
-    document template and queries the query template (the same unless
-    ``query_template`` is set). The weights are shared per config in a process.
+    gathered into the ``config`` field, or from a whole ``config=``. The argument names
+    of ``HuggingFaceEmbeddings`` work too (``model_name``, ``model_kwargs``,
+    ``encode_kwargs={"prompt": ...}``, ...; see :mod:`promptembed._adapter`). Documents
+    use the document template and queries the query template. The weights are shared
+    per config in a process. Writing through a ``langchain_chroma.Chroma`` store checks
+    the collection first: vectors of another embedder are never mixed in.
 
     Example:
-        >>> emb = PromptEmbeddings(model="gemma-3-270m", template="ke")  # doctest: +SKIP
+        >>> emb = PromptEmbeddings(model_name="gemma-3-270m")  # doctest: +SKIP
         >>> len(emb.embed_query("What is Chroma?"))  # doctest: +SKIP
         640
         >>> vectors = emb.embed_documents(["Chroma stores vectors.", "你好"])  # doctest: +SKIP
@@ -45,49 +61,13 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    config: EmbedderConfig = Field(
-        default_factory=EmbedderConfig,
-        description="The embedder configuration (model, template, query_template, layer, "
-        "pooling, device, dtype, max_length, batch_size, ...). Flat keyword arguments "
-        "such as `model=` or `template=` are gathered into it.",
-    )
     _embedder: PromptEmbedder | None = PrivateAttr(default=None)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _gather_fields(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        flat = {k: v for k, v in data.items() if k in EmbedderConfig.model_fields}
-        if not flat:
-            return data
-        if "config" in data:
-            raise TypeError("pass either config= or embedder keyword fields, not both")
-        rest = {k: v for k, v in data.items() if k not in flat}
-        return {**rest, "config": flat}
-
-    @classmethod
-    def from_config(cls, config: str | Path | dict[str, Any] | Config) -> PromptEmbeddings:
-        """Build from a promptembed config (TOML path, dict or :class:`Config`)."""
-        return cls(config=load_config(config).embedder)
-
-    @classmethod
-    def from_embedder(cls, embedder: PromptEmbedder) -> PromptEmbeddings:
-        """Wrap an already loaded :class:`~promptembed.PromptEmbedder`."""
-        self = cls(config=embedder.config)
-        self._embedder = embedder
-        return self
-
-    @property
-    def embedder(self) -> PromptEmbedder:
-        """The underlying embedder (loaded on first access)."""
-        if self._embedder is None:
-            self._embedder = shared_embedder(self.config)
-        return self._embedder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents with the document template."""
-        return self.embedder.embed(list(texts), kind="document").tolist()
+        items = text_list(texts)
+        self._guard(*_WRITERS)
+        return self.embedder.embed(items, kind="document").tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query with the query template."""
@@ -95,7 +75,9 @@ class PromptEmbeddings(BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Like :meth:`embed_documents`, in a worker thread (the event loop stays free)."""
-        return await asyncio.to_thread(self.embed_documents, texts)
+        items = text_list(texts)
+        self._guard(*_WRITERS)
+        return await asyncio.to_thread(self.embed_documents, items)
 
     async def aembed_query(self, text: str) -> list[float]:
         """Like :meth:`embed_query`, in a worker thread (the event loop stays free)."""
@@ -115,7 +97,7 @@ def open_vectorstore(
         ``langchain_chroma.Chroma``.
 
     Raises:
-        promptembed.store.EmbedderConflictError: If the collection was built by another
+        promptembed.guard.EmbedderConflictError: If the collection was built by another
             embedder (the collection is left untouched).
 
     Example:
@@ -126,6 +108,8 @@ def open_vectorstore(
     """
     require("langchain_chroma", "langchain")
     from langchain_chroma import Chroma
+
+    from promptembed.chroma import open_checked_collection
 
     client, collection, embedder = open_checked_collection(config, embedder)
     return Chroma(

@@ -1,6 +1,8 @@
 """LlamaIndex adapter: :class:`PromptEmbedding` and :func:`open_index`.
 
 Requires the ``llama-index`` extra (``pip install 'promptembed[llama-index]'``).
+Importing it registers promptembed's Chroma embedding function when chromadb is
+installed.
 """
 
 from __future__ import annotations
@@ -8,74 +10,93 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from promptembed.store import require
+from promptembed._optional import register_chroma, require
 
 require("llama_index.core", "llama-index")
 
 from llama_index.core.base.embeddings.base import BaseEmbedding  # noqa: E402
 from llama_index.core.bridge.pydantic import (  # noqa: E402
-    Field,
+    ConfigDict,
     PrivateAttr,
     field_serializer,
-    model_validator,
 )
 
-from promptembed.config import Config, EmbedderConfig, load_config  # noqa: E402
-from promptembed.store import open_checked_collection, shared_embedder  # noqa: E402
+from promptembed._adapter import AdapterFields, text_list  # noqa: E402
+from promptembed.config import EmbedderConfig  # noqa: E402
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from promptembed.config import Config
     from promptembed.embedder import PromptEmbedder
 
 __all__ = ["PromptEmbedding", "open_index"]
 
+register_chroma()
 
-class PromptEmbedding(BaseEmbedding):
+
+def _chroma_collection(owner: Any) -> Any:
+    """The Chroma collection behind an index or pipeline on the call stack."""
+    for name in ("_vector_store", "vector_store"):
+        store = getattr(owner, name, None)
+        if type(store).__name__ == "ChromaVectorStore":
+            return getattr(store, "_collection", None)
+    return None
+
+
+_WRITERS = (_chroma_collection, ("llama_index",))
+
+
+class PromptEmbedding(AdapterFields, BaseEmbedding):
     """LlamaIndex embedding from a generative LLM through a prompt (promptembed).
 
     Built from the same keyword arguments as :class:`~promptembed.PromptEmbedder`
-    (gathered into ``config``) or from ``config=``; ``embed_batch_size`` sets how many
-    texts LlamaIndex hands over per call. Text (documents) use the document template,
-    queries the query template. ``to_dict()`` stores the config without
-    ``trust_remote_code``; the model itself is a private attribute.
+    (gathered into ``config``) or from ``config=``; the argument names of
+    ``HuggingFaceEmbedding`` work too (``model_name``, ``query_instruction``,
+    ``text_instruction``, ``normalize``, ...; see :mod:`promptembed._adapter`).
+    ``embed_batch_size`` sets how many texts LlamaIndex hands over per call. Text
+    (documents) use the document template, queries the query template. ``to_dict()``
+    stores the config without ``trust_remote_code``, and ``from_dict`` never turns it
+    on. Inserting into an index over a ``ChromaVectorStore`` checks the collection
+    first: vectors of another embedder are never mixed in.
 
     Example:
         >>> from llama_index.core import Settings  # doctest: +SKIP
-        >>> Settings.embed_model = PromptEmbedding(model="gemma-3-270m")  # doctest: +SKIP
+        >>> Settings.embed_model = PromptEmbedding(model_name="gemma-3-270m")  # doctest: +SKIP
         >>> len(Settings.embed_model.get_query_embedding("hi"))  # doctest: +SKIP
         640
 
     """
 
-    config: EmbedderConfig = Field(
-        default_factory=EmbedderConfig,
-        description="The embedder configuration (model, template, query_template, layer, "
-        "pooling, device, dtype, ...). Flat keyword arguments are gathered into it.",
-    )
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
     _embedder: Any = PrivateAttr(default=None)
 
-    @model_validator(mode="before")
     @classmethod
-    def _gather_fields(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
+    def _framework_input(cls, data: dict[str, Any]) -> dict[str, Any]:
         data = {k: v for k, v in data.items() if k != "class_name"}
-        flat = {k: v for k, v in data.items() if k in EmbedderConfig.model_fields}
-        if flat and "config" in data:
-            raise TypeError("pass either config= or embedder keyword fields, not both")
-        rest = {k: v for k, v in data.items() if k not in flat}
-        if flat:
-            rest["config"] = flat
-        config = rest.get("config")
-        if isinstance(config, dict):
-            config = {k: v for k, v in config.items() if k != "trust_remote_code"}
-            rest["config"] = config
-        model = config.get("model") if isinstance(config, dict) else None
-        if isinstance(config, EmbedderConfig):
-            model = config.model
-        rest.setdefault("model_name", model or EmbedderConfig().model)
-        return rest
+        config = data.get("config")
+        if config is not None and "model_name" in data:
+            # A serialised embedding carries both; they must agree.
+            model = config.model if isinstance(config, EmbedderConfig) else config.get("model")
+            if data["model_name"] not in (None, model):
+                raise ValueError(f"model_name={data['model_name']!r} and config model={model!r}")
+            data.pop("model_name")
+        return data
+
+    @classmethod
+    def _framework_output(cls, data: dict[str, Any]) -> dict[str, Any]:
+        config = data.get("config")
+        model = config.model if isinstance(config, EmbedderConfig) else (config or {}).get("model")
+        return {**data, "model_name": model or EmbedderConfig().model}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> PromptEmbedding:
+        """Rebuild from ``to_dict()``; ``trust_remote_code`` is never restored."""
+        data = {**data, **kwargs}
+        if isinstance(data.get("config"), dict):
+            data["config"] = {k: v for k, v in data["config"].items() if k != "trust_remote_code"}
+        return super().from_dict(data)
 
     @field_serializer("config")
     def _store_config(self, config: EmbedderConfig) -> dict[str, Any]:
@@ -86,43 +107,32 @@ class PromptEmbedding(BaseEmbedding):
         """Name LlamaIndex records when serialising."""
         return "PromptEmbedding"
 
-    @classmethod
-    def from_config(
-        cls, config: str | Path | dict[str, Any] | Config, **kwargs: Any
-    ) -> PromptEmbedding:
-        """Build from a promptembed config (TOML path, dict or :class:`Config`)."""
-        return cls(config=load_config(config).embedder, **kwargs)
-
-    @classmethod
-    def from_embedder(cls, embedder: PromptEmbedder, **kwargs: Any) -> PromptEmbedding:
-        """Wrap an already loaded :class:`~promptembed.PromptEmbedder`."""
-        self = cls(config=embedder.config, **kwargs)
-        self._embedder = embedder
-        return self
-
-    @property
-    def embedder(self) -> PromptEmbedder:
-        """The underlying embedder (loaded on first access)."""
-        if self._embedder is None:
-            self._embedder = shared_embedder(self.config)
-        return self._embedder
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[list[float]]:
+        """LlamaIndex's batch call; a bare string is refused, not split into letters."""
+        return super().get_text_embedding_batch(text_list(texts), show_progress, **kwargs)
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.embedder.embed(query, kind="query").tolist()
 
     def _get_text_embedding(self, text: str) -> list[float]:
+        self._guard(*_WRITERS)
         return self.embedder.embed(text, kind="document").tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        self._guard(*_WRITERS)
         return self.embedder.embed(list(texts), kind="document").tolist()
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return await asyncio.to_thread(self._get_query_embedding, query)
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
+        self._guard(*_WRITERS)
         return await asyncio.to_thread(self._get_text_embedding, text)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        self._guard(*_WRITERS)
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
 
@@ -142,7 +152,7 @@ def open_index(
         ``llama_index.core.VectorStoreIndex``.
 
     Raises:
-        promptembed.store.EmbedderConflictError: If the collection was built by another
+        promptembed.guard.EmbedderConflictError: If the collection was built by another
             embedder (the collection is left untouched).
 
     Example:
@@ -154,6 +164,8 @@ def open_index(
     require("llama_index.vector_stores.chroma", "llama-index")
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    from promptembed.chroma import open_checked_collection
 
     _, collection, embedder = open_checked_collection(config, embedder)
     vector_store = ChromaVectorStore(chroma_collection=collection)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import logging
 import os
 import shutil
@@ -223,9 +222,28 @@ def _resolve_source(cfg: EmbedderConfig, cache_dir: Path) -> _Source:
     return _Source(spec, cfg.gguf_file, f"hub:{spec}:{cfg.gguf_file}")
 
 
-def _fingerprint(key: str, config: Any) -> str:
-    blob = json.dumps({"key": key, "config": config.to_diff_dict()}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _fingerprint(source: _Source, config: Any) -> str:
+    """Portable identity of the loaded weights (see :func:`identity.weights_fingerprint`).
+
+    An alias is pinned by its package version and a hub id by its revision; local
+    files (a directory, a converted GGUF) are hashed, so weights rewritten in place
+    are new weights.
+    """
+    from promptembed.identity import weights_fingerprint
+
+    pinned = ""
+    if source.key.startswith("alias:"):
+        pinned = source.key
+    elif source.key.startswith("hub:") and getattr(config, "_commit_hash", None):
+        pinned = f"{source.key}@{config._commit_hash}"
+    directory = Path(source.path)
+    if pinned or not directory.is_dir():
+        files: list[Path] = []
+    elif source.gguf_file:  # a GGUF file: its own content, not its neighbours'
+        files = [directory / source.gguf_file]
+    else:
+        files = [f for f in directory.iterdir() if f.suffix in {".safetensors", ".bin", ".gguf"}]
+    return weights_fingerprint(pinned or ("" if files else source.key), files, config)
 
 
 def _from_pretrained(source: _Source, cfg: EmbedderConfig) -> tuple[Any, Any]:
@@ -434,4 +452,4 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
     model, tokenizer = _load_weights(source, cfg, cache_dir)
     model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
-    return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source.key, model.config))
+    return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source, model.config))

@@ -14,7 +14,7 @@ slot when the cluster has GPUs (``num_gpus_per_worker``), else one per
 ``num_cpus_per_worker`` CPUs. Workers write straight to the Chroma *server* named by
 the store config (``host``/``port``); an embedded ``path`` store cannot be shared
 between processes. Every actor runs the collection-compatibility check of
-:mod:`promptembed.store` before its first write, so vectors of two embedders never
+:mod:`promptembed.guard` before its first write, so vectors of two embedders never
 share a collection.
 
 Ray itself: ``ray.init()`` is called when Ray is not initialised yet, with
@@ -31,15 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptembed._optional import require
 from promptembed.config import Config, EmbedderConfig, RayConfig, StoreConfig, load_config
-from promptembed.store import (
-    EF_NAME,
-    META_DIMENSION,
-    check_compatible,
-    make_client,
-    open_checked_collection,
-    require,
-)
+from promptembed.guard import EF_NAME, META_DIMENSION, check_compatible
 
 require("ray", "ray")
 require("ray.data", "ray")
@@ -174,7 +168,9 @@ class _EmbedAndWrite:
         from promptembed.embedder import PromptEmbedder
 
         embedder: PromptEmbedder = PromptEmbedder(config=_on_this_actor(config.embedder))
-        # The compatibility check of store.py, with this actor's own loaded model.
+        from promptembed.chroma import open_checked_collection
+
+        # The guard's check, with this actor's own loaded model.
         client, self.collection, self.embedder = open_checked_collection(config, embedder)
         self.max_upsert = max(1, int(client.get_max_batch_size()))
         self.id_column, self.text_column = id_column, text_column
@@ -307,7 +303,7 @@ def write_dataset(
 
     Raises:
         ValueError: If the store is not a Chroma server.
-        promptembed.store.EmbedderConflictError: If the collection holds another
+        promptembed.guard.EmbedderConflictError: If the collection holds another
             embedder's vectors (raised by the actors before any write).
 
     Example:
@@ -360,6 +356,8 @@ def _checked_existing(store: StoreConfig, embedder: EmbedderConfig) -> Any | Non
     """
     from chromadb.errors import NotFoundError
 
+    from promptembed.chroma import make_client
+
     client = make_client(store)
     try:
         collection = client.get_collection(store.collection, embedding_function=None)
@@ -409,7 +407,7 @@ def index_paths(
 
     Raises:
         ValueError: If the store is not a Chroma server.
-        promptembed.store.EmbedderConflictError: If the collection holds another
+        promptembed.guard.EmbedderConflictError: If the collection holds another
             embedder's vectors (nothing is written).
 
     Example:

@@ -87,9 +87,23 @@ def fail(error: BaseException) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from promptembed import __version__
+
+        console.print(f"promptembed {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     global _verbose
     _verbose = verbose

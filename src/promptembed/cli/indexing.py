@@ -119,7 +119,7 @@ def index_cmd(
     ] = False,
 ) -> None:
     """Chunk files and upsert them into Chroma (unchanged chunks are not re-embedded)."""
-    from promptembed.store import EmbedderConflictError
+    from promptembed.guard import EmbedderConflictError
 
     try:
         cfg = _store_config(
@@ -158,8 +158,8 @@ def query_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
 ) -> None:
     """Print the chunks nearest to a query, with cosine scores and sources."""
+    from promptembed.guard import EmbedderConflictError
     from promptembed.indexing import query
-    from promptembed.store import EmbedderConflictError
 
     try:
         cfg = _store_config(
@@ -222,7 +222,7 @@ def demo_cmd(
                     "store": {"path": str(store or Path(tmp)), "collection": "demo"},
                 }
             )
-            from promptembed.store import shared_embedder
+            from promptembed.registry import shared_embedder
 
             start = time.perf_counter()
             embedder = shared_embedder(cfg.embedder)

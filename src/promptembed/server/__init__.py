@@ -22,16 +22,13 @@ Needs the ``server`` extra: ``pip install 'promptembed[server]'``.
 
 from __future__ import annotations
 
-try:
-    import fastapi  # noqa: F401
-    import uvicorn  # noqa: F401
-except ImportError as error:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "promptembed.server needs FastAPI and uvicorn: pip install 'promptembed[server]'"
-    ) from error
+from promptembed._optional import require
 
-from promptembed.server.app import create_app, run
-from promptembed.server.batcher import DynamicBatcher, QueueFullError
-from promptembed.server.schemas import APIError
+require("fastapi", "server")
+require("uvicorn", "server")
+
+from promptembed.server.app import create_app, run  # noqa: E402
+from promptembed.server.batcher import DynamicBatcher, QueueFullError  # noqa: E402
+from promptembed.server.schemas import APIError  # noqa: E402
 
 __all__ = ["APIError", "DynamicBatcher", "QueueFullError", "create_app", "run"]

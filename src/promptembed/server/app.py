@@ -475,12 +475,9 @@ def run(
         >>> run("promptembed.toml")  # doctest: +SKIP
 
     """
-    try:
-        import uvicorn
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "promptembed serve needs FastAPI and uvicorn: pip install 'promptembed[server]'"
-        ) from error
+    from promptembed._optional import require
+
+    uvicorn = require("uvicorn", "server")
 
     class _Server(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:

@@ -1,0 +1,291 @@
+"""What the LangChain, LlamaIndex and Chroma adapters share, so they cannot diverge.
+
+* :class:`SharedEmbedderMixin`: a config, the lazily loaded shared embedder, the
+  guard on the first write into a collection found in the caller's frames.
+* :class:`AdapterFields`: the pydantic part of the LangChain and LlamaIndex adapters:
+  the ``config`` field, flat keyword fields gathered into it, the Hugging Face
+  argument names users bring (:data:`HF_ARGUMENTS`), ``from_config``/``from_embedder``.
+
+Hugging Face names, mapped or refused (never dropped):
+
+* ``model_name`` is ``model`` (both adapters).
+* An instruction becomes a template: the instruction takes the place of the
+  template's prefix and the template's own suffix is kept, so the pooled last token
+  still summarises. LlamaIndex's ``query_instruction``/``text_instruction`` join like
+  LlamaIndex does (``"<instruction> {text}<suffix>"``); LangChain's ``encode_kwargs`` /
+  ``query_encode_kwargs`` ``{"prompt": p}`` join like sentence-transformers does
+  (``"<p>{text}<suffix>"``). The template keeps its own layer (``layer=`` is set to it
+  when no other template disagrees). A template ensemble or an echo template with an
+  instruction is refused: write ``template=``/``query_template=`` yourself.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from promptembed.config import Config, EmbedderConfig, load_config
+from promptembed.registry import shared_embedder
+from promptembed.templates import PLACEHOLDER, Template
+
+if TYPE_CHECKING:
+    from promptembed.embedder import PromptEmbedder
+
+# Every constructor argument of langchain_huggingface.HuggingFaceEmbeddings and
+# llama_index.embeddings.huggingface.HuggingFaceEmbedding, and what becomes of it.
+HF_ARGUMENTS: dict[str, str] = {
+    "model_name": "model",
+    "cache_folder": "refused unless None: promptembed loads aliases offline; set HF_HOME "
+    "for hub downloads",
+    "model_kwargs": "keys device and trust_remote_code are honoured; others refused",
+    "encode_kwargs": "prompt -> template, normalize_embeddings, batch_size, "
+    "show_progress_bar; others refused",
+    "query_encode_kwargs": "prompt -> query_template; other keys must agree with encode_kwargs",
+    "multi_process": "refused when True: use replicas= (GPUs) or promptembed.ray",
+    "show_progress": "show_progress",
+    "tokenizer_name": "refused unless 'deprecated' (the model's own tokenizer is used)",
+    "pooling": "promptembed's pooling ('last' or 'mean')",
+    "max_length": "max_length (tokens per prompt; only the text is truncated)",
+    "query_instruction": "query_template (instruction + {text} + template suffix)",
+    "text_instruction": "template (instruction + {text} + template suffix)",
+    "normalize": "normalize_embeddings",
+    "model": "model",
+    "tokenizer": "refused unless 'deprecated'",
+    "embed_batch_size": "LlamaIndex's embed_batch_size (texts per call)",
+    "trust_remote_code": "trust_remote_code (never stored)",
+    "device": "device",
+    "callback_manager": "LlamaIndex's callback_manager",
+    "parallel_process": "refused when True: use replicas= (GPUs) or promptembed.ray",
+    "target_devices": "refused unless None: use device= and replicas=",
+    "show_progress_bar": "show_progress",
+}
+_NO_OP = {
+    "cache_folder": None,
+    "multi_process": False,
+    "tokenizer_name": "deprecated",
+    "tokenizer": "deprecated",
+    "parallel_process": False,
+    "target_devices": None,
+}
+_ENCODE_KEYS = {
+    "normalize_embeddings": "normalize_embeddings",
+    "batch_size": "batch_size",
+    "show_progress_bar": "show_progress",
+}
+
+
+def instruction_template(instruction: str, spec: str | list[str], joiner: str = "") -> str:
+    """The template for an HF-style instruction: ``instruction + joiner + {text} + suffix``.
+
+    Example:
+        >>> instruction_template("Query:", "eol", joiner=" ")
+        'Query: {text}" means in one word:"'
+
+    """
+    if not isinstance(spec, str):
+        raise ValueError(
+            f"an instruction cannot be combined with the template ensemble {spec!r}; "
+            "write template=/query_template= with the instruction in each member instead"
+        )
+    template = Template.parse(spec)
+    if template.middle is not None:
+        raise ValueError(f"an instruction cannot be combined with the echo template {spec!r}")
+    if joiner:  # LlamaIndex: f"{instruction} {text}".strip()
+        head = instruction.strip() + joiner if instruction.strip() else ""
+    else:  # sentence-transformers: prompt + text, verbatim
+        head = instruction
+    return head + PLACEHOLDER + template.suffix
+
+
+def _set_instruction(fields: dict[str, Any], key: str, instruction: str, joiner: str) -> None:
+    """Map an instruction onto ``template`` or ``query_template``, keeping the layer."""
+    base = fields.get("template", EmbedderConfig.model_fields["template"].default)
+    source = fields.get(key) or base
+    fields[key] = instruction_template(instruction, source, joiner)
+    layer = Template.parse(source).layer
+    if fields.get("layer") is None and layer != -1:
+        others = [fields.get("template", base), fields.get("query_template")]
+        others = [s for s in others if isinstance(s, str) and PLACEHOLDER not in s]
+        if any(Template.parse(s).layer != layer for s in others):
+            raise ValueError(
+                f"the instruction template keeps {source!r}'s layer {layer}, which other "
+                "templates do not share: pass layer= explicitly"
+            )
+        fields["layer"] = layer
+
+
+def _encode_kwargs(fields: dict[str, Any], data: dict[str, Any]) -> None:
+    docs = dict(data.pop("encode_kwargs", None) or {})
+    queries = dict(data.pop("query_encode_kwargs", None) or {})
+    for name, prompt in (("template", docs.pop("prompt", None)),
+                         ("query_template", queries.pop("prompt", None))):  # fmt: skip
+        if prompt is not None:
+            _set_instruction(fields, name, prompt, "")
+    for key, value in {**docs, **queries}.items():
+        if key not in _ENCODE_KEYS:
+            raise ValueError(
+                f"encode_kwargs key {key!r} is not supported by promptembed; supported: "
+                f"prompt, {', '.join(_ENCODE_KEYS)}"
+            )
+        if key in docs and key in queries and docs[key] != queries[key]:
+            raise ValueError(
+                f"{key} differs between encode_kwargs and query_encode_kwargs; promptembed "
+                "embeds documents and queries with one setting"
+            )
+        fields[_ENCODE_KEYS[key]] = value
+
+
+def translate_hf_arguments(data: dict[str, Any]) -> dict[str, Any]:
+    """Map Hugging Face embedding argument names onto promptembed's, or refuse them.
+
+    Returns ``data`` with HF names replaced; raises ``ValueError`` naming an argument
+    that promptembed cannot honour. See :data:`HF_ARGUMENTS`.
+    """
+    data = dict(data)
+    if "model_name" in data and data["model_name"] is not None:
+        name = data.pop("model_name")
+        if data.get("model") not in (None, name):
+            raise ValueError(f"model_name={name!r} and model={data['model']!r} disagree")
+        data["model"] = name
+    for key, default in _NO_OP.items():
+        if key in data and data.pop(key) != default:
+            raise ValueError(f"argument {key!r} is not supported: {HF_ARGUMENTS[key]}")
+    model_kwargs = dict(data.pop("model_kwargs", None) or {})
+    for key in ("device", "trust_remote_code"):
+        if key in model_kwargs:
+            data[key] = model_kwargs.pop(key)
+    if model_kwargs:
+        raise ValueError(f"model_kwargs {sorted(model_kwargs)} are not supported: use device=, "
+                         "dtype= and trust_remote_code=")  # fmt: skip
+    for old, new in (("normalize", "normalize_embeddings"), ("show_progress_bar", "show_progress")):
+        if old in data:
+            data[new] = data.pop(old)
+    _encode_kwargs(data, data)
+    for key, target in (("text_instruction", "template"), ("query_instruction", "query_template")):
+        instruction = data.pop(key, None)
+        if instruction is not None:
+            _set_instruction(data, target, instruction, " ")
+    return data
+
+
+def calling_object(match: Callable[[Any], Any], modules: tuple[str, ...], depth: int = 48) -> Any:
+    """The first non-None ``match(self)`` among the callers' ``self`` objects, or None.
+
+    How an adapter finds the collection a framework is about to write into: the
+    framework's store object (or Chroma's collection) is on the call stack. Only
+    methods of the framework's ``modules`` are looked at: reading a frame's locals
+    keeps a snapshot of them alive, which must never happen to the user's frames.
+    """
+    frame = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if (
+            code.co_argcount
+            and code.co_varnames[0] == "self"
+            and str(frame.f_globals.get("__name__", "")).startswith(modules)
+        ):
+            found = match(frame.f_locals.get("self"))
+            if found is not None:
+                return found
+        frame = frame.f_back
+    return None
+
+
+class SharedEmbedderMixin:
+    """A config and the shared embedder it loads on first use; guards first writes."""
+
+    config: EmbedderConfig
+    _embedder: PromptEmbedder | None
+
+    @property
+    def embedder(self) -> PromptEmbedder:
+        """The underlying embedder (loaded on first access, shared per config)."""
+        if self._embedder is None:
+            self._embedder = shared_embedder(self.config)
+        return self._embedder
+
+    def _guard(self, find_collection: Callable[[Any], Any], modules: tuple[str, ...]) -> None:
+        """Before a framework writes: admit this embedder to the collection it writes to."""
+        collection = calling_object(find_collection, modules)
+        if collection is not None:
+            from promptembed.guard import admit
+
+            admit(collection, self.embedder)
+
+
+def text_list(texts: Any) -> list[str]:
+    """A list of texts for a batch call: a bare string is refused, not split into letters.
+
+    Raises:
+        TypeError: On a ``str`` (use the single-text method), bytes, None or non-str items.
+
+    """
+    if isinstance(texts, str):
+        raise TypeError(
+            "expected a list of texts, got one str (it would be embedded letter by letter); "
+            "wrap it in a list or use the single-text method"
+        )
+    from promptembed.embedder import check_texts
+
+    return check_texts(texts)
+
+
+class AdapterFields(SharedEmbedderMixin, BaseModel):
+    """The pydantic part shared by the LangChain and LlamaIndex adapters.
+
+    Example:
+        >>> from promptembed.langchain import PromptEmbeddings  # doctest: +SKIP
+        >>> PromptEmbeddings(model_name="smollm2-135m").config.model  # doctest: +SKIP
+        'smollm2-135m'
+
+    """
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    config: EmbedderConfig = Field(
+        default_factory=EmbedderConfig,
+        description="The embedder configuration (model, template, query_template, layer, "
+        "pooling, device, dtype, max_length, batch_size, ...). Flat keyword arguments "
+        "such as `model=` or `template=`, and Hugging Face names such as `model_name=`, "
+        "are gathered into it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = translate_hf_arguments(cls._framework_input(data))
+        flat = {k: v for k, v in data.items() if k in EmbedderConfig.model_fields}
+        if flat and "config" in data:
+            raise TypeError("pass either config= or embedder keyword fields, not both")
+        rest = {k: v for k, v in data.items() if k not in flat}
+        return cls._framework_output({**rest, "config": flat} if flat else rest)
+
+    @classmethod
+    def _framework_input(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Hook: a framework's own keys, before the names are translated."""
+        return data
+
+    @classmethod
+    def _framework_output(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Hook: a framework's own fields, after the config is gathered."""
+        return data
+
+    @classmethod
+    def from_config(cls, config: str | Path | dict[str, Any] | Config, **kwargs: Any) -> Any:
+        """Build from a promptembed config (TOML path, dict or :class:`Config`)."""
+        return cls(config=load_config(config).embedder, **kwargs)
+
+    @classmethod
+    def from_embedder(cls, embedder: PromptEmbedder, **kwargs: Any) -> Any:
+        """Wrap an already loaded :class:`~promptembed.PromptEmbedder`."""
+        self = cls(config=embedder.config, **kwargs)
+        self._embedder = embedder
+        return self

@@ -1,0 +1,61 @@
+"""One loaded embedder per config per process, freed with its last user.
+
+Knows no adapter and no store: adapters, the CLI and the server call it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from promptembed.config import EmbedderConfig
+
+if TYPE_CHECKING:
+    from promptembed.embedder import PromptEmbedder
+
+# Weak values: adapters with one config share one model while any of them is alive, and
+# the weights are freed with the last one (a plain dict would keep every model forever).
+# Keyed by the config's JSON: a config holding a template ensemble (a list) is not hashable.
+_EMBEDDERS: weakref.WeakValueDictionary[str, PromptEmbedder] = weakref.WeakValueDictionary()
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def registry_key(config: EmbedderConfig) -> str:
+    """The hashable form of a config: its canonical JSON (lists and all).
+
+    Example:
+        >>> registry_key(EmbedderConfig(template=["eol", "ke"])).startswith("{")
+        True
+
+    """
+    return config.model_dump_json()
+
+
+def shared_embedder(config: EmbedderConfig) -> PromptEmbedder:
+    """One loaded :class:`PromptEmbedder` per config in this process (thread-safe).
+
+    The model is freed once nothing holds it any more. Adapters that Chroma rebuilds
+    from a stored config, or that a framework re-creates per call, share the weights
+    instead of loading them again. The embedder serialises its forward passes itself.
+    """
+    key = registry_key(config)
+    with _EMBEDDERS_LOCK:
+        embedder = _EMBEDDERS.get(key)
+        if embedder is None:
+            from promptembed.embedder import PromptEmbedder
+
+            embedder = PromptEmbedder(config=config)
+            _EMBEDDERS[key] = embedder
+        return embedder
+
+
+def embedder_config(
+    model: str | None = None, config: EmbedderConfig | None = None, **fields: Any
+) -> EmbedderConfig:
+    """Build an :class:`EmbedderConfig` the way ``PromptEmbedder(...)`` takes its arguments."""
+    if config is not None:
+        if fields or model is not None:
+            raise TypeError("pass either config= or keyword fields, not both")
+        return config
+    return EmbedderConfig(**({"model": model} if model is not None else {}), **fields)
