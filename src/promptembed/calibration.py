@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from promptembed.identity import fit_record, hash_in_name
+from promptembed.identity import FIT_FIELDS, fit_record, hash_in_name
 
 if TYPE_CHECKING:
     from promptembed.config import EmbedderConfig
@@ -170,7 +170,7 @@ class Calibration:
             ValueError: Naming the fields that differ, with both values, or those that the
                 file does not record.
         """
-        missing = [name for name in _FIT_FIELDS if name not in self.fitted_on]
+        missing = [name for name in FIT_FIELDS if name not in self.fitted_on]
         if missing:
             raise ValueError(
                 f"calibration has no fit record for {', '.join(missing)}: it cannot be checked "
