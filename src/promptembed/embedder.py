@@ -35,7 +35,14 @@ class NonFiniteEmbeddingError(ValueError):
 
     Raised once, at the end of the core pipeline, so every face (Python, adapters,
     server, indexer) sees the same error. ``index`` is the text's position in the
-    caller's input; ``cause`` names the stage that produced it.
+    caller's input; ``cause`` names the stage that produced it. A ``ValueError``, so
+    callers that report bad input per item (the indexer, the CLI) catch it too.
+
+    Example:
+        >>> error = NonFiniteEmbeddingError(3, "the calibration ...")
+        >>> error.index, str(error)[:35]
+        (3, 'the embedding of texts[3] is not fi')
+
     """
 
     def __init__(self, index: int, cause: str) -> None:
@@ -537,5 +544,8 @@ def _check_finite(
             "values; refit it with `promptembed calibrate`"
         )
     else:
-        cause = "the pooled vector was finite but normalisation overflowed"
+        cause = (
+            "the pooled vector was finite but overflowed on normalisation (values near "
+            "float32's limit: corrupt weights, or a tampered embedding_cache entry)"
+        )
     raise NonFiniteEmbeddingError(offset + row, cause)
