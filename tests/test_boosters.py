@@ -131,9 +131,9 @@ def test_tampered_calibration_file_is_refused(model_dirs, tmp_path):
 def test_calibration_is_part_of_the_identity(model_dirs, tmp_path):
     from promptembed import EmbedderConfig
 
-    a = EmbedderConfig(calibration="/x/calibration-abc.npz").identity()
-    b = EmbedderConfig(calibration="/y/calibration-abc.npz").identity()
-    c = EmbedderConfig(calibration="/y/calibration-def.npz").identity()
+    a = EmbedderConfig(calibration="/x/calibration-abcabcabcabc.npz").identity()
+    b = EmbedderConfig(calibration="/y/calibration-abcabcabcabc.npz").identity()
+    c = EmbedderConfig(calibration="/y/calibration-defdefdefdef.npz").identity()
     assert a == b and a != c and EmbedderConfig().identity()["calibration"] is None
 
 

@@ -182,3 +182,12 @@ def test_instructions_refuse_what_they_cannot_express():
         PromptEmbeddings(model="gemma-3-270m", model_name="smollm2-135m")
     with pytest.raises(ValueError, match="differs"):
         PromptEmbeddings(encode_kwargs={"batch_size": 2}, query_encode_kwargs={"batch_size": 3})
+
+
+def test_the_chroma_function_takes_model_name_too():
+    from promptembed.chroma import PromptEmbeddingFunction
+
+    ef = PromptEmbeddingFunction(model_name="smollm2-135m", normalize_embeddings=False)
+    assert ef.config.model == "smollm2-135m" and ef.config.normalize_embeddings is False
+    with pytest.raises(ValueError, match="disagree"):
+        PromptEmbeddingFunction("gemma-3-270m", model_name="smollm2-135m")

@@ -94,10 +94,10 @@ def instruction_template(instruction: str, spec: str | list[str], joiner: str = 
     template = Template.parse(spec)
     if template.middle is not None:
         raise ValueError(f"an instruction cannot be combined with the echo template {spec!r}")
-    if joiner:  # LlamaIndex: f"{instruction} {text}".strip()
-        head = instruction.strip() + joiner if instruction.strip() else ""
-    else:  # sentence-transformers: prompt + text, verbatim
-        head = instruction
+    if not joiner:  # sentence-transformers: prompt + text, verbatim
+        return instruction + PLACEHOLDER + template.suffix
+    # LlamaIndex: f"{instruction} {text}".strip()
+    head = instruction.strip() + joiner if instruction.strip() else ""
     return head + PLACEHOLDER + template.suffix
 
 

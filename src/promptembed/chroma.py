@@ -19,7 +19,11 @@ require("chromadb", "chroma")
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space  # noqa: E402
 from chromadb.utils.embedding_functions import register_embedding_function  # noqa: E402
 
-from promptembed._adapter import SharedEmbedderMixin, text_list  # noqa: E402
+from promptembed._adapter import (  # noqa: E402
+    SharedEmbedderMixin,
+    text_list,
+    translate_hf_arguments,
+)
 from promptembed.config import Config, EmbedderConfig, StoreConfig, load_config  # noqa: E402
 from promptembed.guard import EF_NAME, EmbedderConflictError, admit  # noqa: E402
 from promptembed.identity import VectorIdentity, calibration_hash, hash_in_name  # noqa: E402
@@ -50,6 +54,7 @@ class PromptEmbeddingFunction(SharedEmbedderMixin, EmbeddingFunction[Documents])
     Takes the same keyword arguments as ``PromptEmbedder`` (or ``config=`` /
     ``embedder=``). Documents use the document template, ``embed_query`` the query
     template. The weights load on first use and are shared per config in a process.
+    ``model_name=`` works as in Chroma's ``SentenceTransformerEmbeddingFunction``.
 
     Args:
         model: Alias, hub id, directory or .gguf.
@@ -81,7 +86,9 @@ class PromptEmbeddingFunction(SharedEmbedderMixin, EmbeddingFunction[Documents])
                 raise TypeError("pass either embedder= or config fields, not both")
             self._config = embedder.config
         else:
-            self._config = embedder_config(model, config, **fields)
+            # Hugging Face names (model_name=, ...) as the other adapters take them.
+            named = translate_hf_arguments({"model": model, **fields} if model else fields)
+            self._config = embedder_config(config=config, **named)
         self._embedder = embedder
 
     @property

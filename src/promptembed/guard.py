@@ -66,10 +66,10 @@ class EmbedderConflictError(ValueError):
     """
 
 
-def collection_marker(identity: VectorIdentity, dimension: int) -> dict[str, Any]:
+def collection_marker(identity: VectorIdentity | EmbedderConfig, dimension: int) -> dict[str, Any]:
     """The collection metadata that records which embedder fills a collection."""
     return {
-        META_IDENTITY: json.dumps(identity.record(), sort_keys=True),
+        META_IDENTITY: json.dumps(_wanted(identity).record(), sort_keys=True),
         META_DIMENSION: int(dimension),
         META_VERSION: FORMAT_VERSION,
         META_HINT: REOPEN_HINT,
