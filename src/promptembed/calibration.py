@@ -21,6 +21,9 @@ import numpy as np
 
 from promptembed.identity import FIT_FIELDS, fit_record, hash_in_name
 
+# Fit fields recorded only since calibration files carry max_length and query_template.
+_LATER_FIELDS = frozenset({"max_length", "query_template"})
+
 if TYPE_CHECKING:
     from promptembed.config import EmbedderConfig
 
@@ -170,7 +173,11 @@ class Calibration:
             ValueError: Naming the fields that differ, with both values, or those that the
                 file does not record.
         """
-        missing = [name for name in FIT_FIELDS if name not in self.fitted_on]
+        # Files written before max_length and query_template were recorded are checked on
+        # the fields they have; a file that lacks any of the others is refused.
+        missing = [
+            name for name in FIT_FIELDS if name not in self.fitted_on and name not in _LATER_FIELDS
+        ]
         if missing:
             raise ValueError(
                 f"calibration has no fit record for {', '.join(missing)}: it cannot be checked "
