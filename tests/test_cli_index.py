@@ -140,3 +140,16 @@ def test_query_on_a_missing_collection_is_an_error(toml, tmp_path):
     assert "'nothing-here' does not exist" in out.output and "promptembed index" in out.output
     client = chromadb.PersistentClient(str(tmp_path / "db"))
     assert [c.name for c in client.list_collections()] == []
+
+
+def test_model_options_on_index_and_query_are_honoured(toml, tmp_path):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Bees dance to show where flowers are.", encoding="utf-8")
+    opts = ["--layer", "-2", "--query-template", "eol", "--dtype", "float32"]
+    first = runner.invoke(app, ["index", str(corpus), "--config", str(toml), *opts])
+    assert first.exit_code == 0, first.output
+    same = runner.invoke(app, ["query", "bees", "--config", str(toml), "--json", *opts])
+    assert same.exit_code == 0 and '"source": "c/a.txt"' in same.output, same.output
+    other = runner.invoke(app, ["query", "bees", "--config", str(toml), "--layer", "-1"])
+    assert other.exit_code == 2 and "differs in: layer" in " ".join(other.output.split())

@@ -147,6 +147,14 @@ def _print_hits(text: str, hits: list[Any]) -> None:
         )
 
 
+RevisionOpt = Annotated[
+    str | None, typer.Option(help="Hub revision (branch, tag, commit) of the model.")
+]
+
+DeviceMapOpt = Annotated[
+    str | None, typer.Option(help="transformers device_map (e.g. auto) for large models.")
+]
+
 NamespaceOpt = Annotated[
     str | None,
     typer.Option(
@@ -170,6 +178,8 @@ def index_cmd(
     layer: LayerOpt = None,
     device: DeviceOpt = None,
     dtype: DTypeOpt = None,
+    revision: RevisionOpt = None,
+    device_map: DeviceMapOpt = None,
     namespace: NamespaceOpt = None,
     strict: Annotated[
         bool, typer.Option(help="Exit with 1 if any file was skipped or failed.")
@@ -210,6 +220,8 @@ def index_cmd(
             layer=layer,
             device=device,
             dtype=dtype,
+            revision=revision,
+            device_map=device_map,
         )
         on_ray = use_ray or ray_address is not None or ray_workers is not None
         if on_ray:
@@ -245,6 +257,8 @@ def query_cmd(
     layer: LayerOpt = None,
     device: DeviceOpt = None,
     dtype: DTypeOpt = None,
+    revision: RevisionOpt = None,
+    device_map: DeviceMapOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
 ) -> None:
     """Print the chunks nearest to a query, with cosine scores and sources.
@@ -265,6 +279,8 @@ def query_cmd(
             layer=layer,
             device=device,
             dtype=dtype,
+            revision=revision,
+            device_map=device_map,
         )
         hits = query(text, cfg, k=k)
     except (EmbedderConflictError, StoreBusyError, ValueError, ImportError, OSError) as error:
