@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from promptembed.config import Config, EmbedderConfig, IndexConfig, StoreConfig, load_config
-from promptembed.readers import Part, Skip, read_parts
+from promptembed.readers import READERS, Part, Skip, read_parts
 from promptembed.store import (
     EF_NAME,
     META_DIMENSION,
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from promptembed.embedder import PromptEmbedder
 
 log = logging.getLogger(__name__)
-SUFFIXES = (".md", ".markdown", ".txt", ".pdf")
+SUFFIXES = tuple(READERS)  # what has a reader; anything else is reported as skipped
 _GET_PAGE = 5000
 LOCK_NAME = ".promptembed-write.lock"
 Outcome = Literal["indexed", "unchanged", "skipped", "failed"]
@@ -646,8 +646,8 @@ def index_paths(
     """Chunk, embed and upsert files into the config's collection; idempotent, crash-safe.
 
     Args:
-        paths: Files and directories (readers: ``.md``, ``.markdown``, ``.txt``, ``.pdf``;
-            other files are reported as skipped).
+        paths: Files and directories (readers: ``.md``, ``.markdown``, ``.txt``, ``.pdf``,
+            ``.html``, ``.htm``; other files are reported as skipped).
         config: A :class:`Config`, TOML path or dict with a ``store``.
         embedder: An already loaded embedder to reuse (default: loaded only if
             something needs embedding).

@@ -5,6 +5,7 @@
   Bytes that fit no encoding (binary) are skipped, never indexed as garbage.
 * ``.pdf``: one part per page (``page`` numbered from 1) through pypdf, behind the
   ``pdf`` extra; without it a PDF is skipped and the reason names the extra.
+* ``.html``, ``.htm``: the visible text through BeautifulSoup, behind the ``html`` extra.
 * Any other suffix has no reader: :func:`read_parts` raises :class:`Skip`.
 
 Empty (or whitespace-only) files are skipped as ``empty``.
@@ -114,11 +115,35 @@ def read_pdf(path: Path) -> list[Part]:
     return parts
 
 
+def read_html(path: Path) -> list[Part]:
+    """An HTML page's visible text (scripts, styles and markup dropped) through BeautifulSoup.
+
+    Raises:
+        Skip: Without beautifulsoup4 (naming the extra), or when no text is left.
+
+    """
+    try:
+        from bs4 import BeautifulSoup
+    except ImportError:
+        raise Skip("HTML needs beautifulsoup4: pip install 'promptembed[html]'") from None
+    # Bytes in: BeautifulSoup honours the page's declared charset, else detects one.
+    soup = BeautifulSoup(path.read_bytes(), "html.parser")
+    for hidden in soup(["script", "style", "noscript", "template"]):
+        hidden.decompose()
+    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    text = "\n".join(line for line in lines if line)
+    if not text:
+        raise Skip("empty")
+    return [Part(text)]
+
+
 READERS: dict[str, Callable[[Path], list[Part]]] = {
     ".md": read_text,
     ".markdown": read_text,
     ".txt": read_text,
     ".pdf": read_pdf,
+    ".html": read_html,
+    ".htm": read_html,
 }
 """Suffix (lower case) → reader."""
 
