@@ -401,6 +401,9 @@ def test_a_run_broken_anywhere_resumes_to_exactly_the_corpus(
     for name, text in [("bees.md", "# Bees\n\nBees dance. " * 12), ("bread.txt", "Bake it. " * 20)]:
         (corpus / name).write_text(text, encoding="utf-8")
     (corpus / "new.txt").write_text("A new file. " * 15, encoding="utf-8")
+    (corpus / "latin1.txt").write_bytes("Un café très chaud. ".encode("latin-1") * 10)
+    (corpus / "random.txt").write_bytes(bytes(range(256)) * 8)  # skipped, every run
+    (corpus / "empty.md").write_text("", encoding="utf-8")
 
     name, after = fail_at
     real = getattr(indexing, name)
