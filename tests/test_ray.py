@@ -141,7 +141,7 @@ def test_ray_index_equals_in_process_index(
         )
     assert again.exit_code == 0, again.output
     said = " ".join(again.output.split())  # rich wraps long lines
-    assert " 0 embedded" in said and "10 files unchanged" in said, said
+    assert " 0 embedded" in said and "10 unchanged" in said, said
     assert _contents(chroma_server, "on-ray").keys() == on_ray.keys()
 
     # A changed file: only its new chunks are embedded, its stale ones removed.

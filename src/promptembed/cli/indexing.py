@@ -123,11 +123,11 @@ def _print_summary(stats: Any, collection: str, prune: bool, verbose: bool) -> N
         f"{stats.count(s)} {s}" for s in ("indexed", "unchanged", "skipped", "failed")
     )
     console.print(
-        f"indexed {stats.files} files into {collection!r} ({counts}): {stats.chunks} chunks, "
-        f"{stats.embedded} embedded, {stats.deleted} stale removed, "
-        f"{stats.unchanged_files} files unchanged"
-        + (f", {stats.migrated} chunks re-keyed" if getattr(stats, "migrated", 0) else "")
-        + (f", {stats.pruned} chunks of deleted files pruned" if prune else "")
+        f"{stats.files} files into {collection!r}: {counts}; {stats.chunks} chunks, "
+        f"{stats.embedded} embedded, {stats.deleted} stale removed"
+        + (f", {stats.migrated} chunks re-keyed" if stats.migrated else "")
+        + (f", {stats.pruned} chunks of deleted files pruned" if prune else ""),
+        soft_wrap=True,  # one line, greppable
     )
 
 
