@@ -401,7 +401,8 @@ def index_paths(
     if progress is not None:
         progress(0, len(todo))
     if todo:
-        rows = [{"id": c.id, "text": c.text, **c.metadata} for c in todo]
+        # Uniform rows: `page` on every row (None, dropped at upsert, when a file has none).
+        rows = [{"id": c.id, "text": c.text, "page": c.page, **c.metadata} for c in todo]
         blocks = -(-len(rows) // cfg.ray.batch_size)  # one block per batch: all actors get work
         with _ray_session(cfg.ray.address):
             written = write_dataset(
