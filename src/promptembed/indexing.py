@@ -141,7 +141,7 @@ class IndexStats:
     unchanged_files: int = 0
     pruned: int = 0
     migrated: int = 0
-    model_loaded: bool = False
+    model_loaded: bool = False  # this run loaded the weights (never when nothing is new)
     sources: list[str] = field(default_factory=list)
     outcomes: list[FileOutcome] = field(default_factory=list)
 
@@ -690,8 +690,8 @@ def index_paths(
             existing = _existing_ids(collection, list(plan.sources))
         todo = {s: [c for c in ch if c.id not in existing[s]] for s, ch in plan.sources.items()}
         if any(todo.values()):
+            stats.model_loaded = embedder is None
             embedder = _load(cfg, embedder, on_stage)
-            stats.model_loaded = True
             _, collection, _ = open_checked_collection(cfg, embedder)
         if progress is not None:
             progress(0, sum(len(v) for v in todo.values()))
