@@ -121,6 +121,8 @@ def test_model_kwargs_reach_from_pretrained_and_managed_keys_are_refused(model_d
         with pytest.raises(ValueError, match=f"may not set {key}"):
             EmbedderConfig(model_kwargs={key: 1})
     assert "model_kwargs" in EmbedderConfig().stored()
+    assert "model_kwargs" not in EmbedderConfig().identity()  # older collection records match
+    assert EmbedderConfig(model_kwargs={"a": 1}).identity()["model_kwargs"] == {"a": 1}
 
 
 def test_device_map_loads_in_place_and_embeds_like_the_plain_load(model_dirs):

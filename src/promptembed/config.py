@@ -228,8 +228,11 @@ class EmbedderConfig(BaseModel):
         """
         out = {name: getattr(self, name) for name in IDENTITY_FIELDS}
         out["calibration"] = Path(self.calibration).name if self.calibration else None
-        if self.revision is not None:  # only when set: older records have no such key
+        # Only when set, so that records written before these fields existed still match.
+        if self.revision is not None:
             out["revision"] = self.revision
+        if self.model_kwargs:  # they may override model config values: vectors can change
+            out["model_kwargs"] = dict(sorted(self.model_kwargs.items()))
         return out
 
     def stored(self) -> dict[str, Any]:
