@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from llama_index.core import Document
+from llama_index.core.node_parser import SentenceSplitter
 
 from promptembed import load_config
 from promptembed.llama_index import open_index
@@ -22,10 +23,13 @@ config = config.model_copy(
 
 index = open_index(config)  # VectorStoreIndex over ChromaVectorStore, PromptEmbedding inside
 if index.vector_store._collection.count() == 0:
-    for path in sorted((here / "corpus").iterdir()):
-        index.insert(
-            Document(text=path.read_text(encoding="utf-8"), metadata={"source": path.name})
-        )
+    docs = [
+        Document(text=path.read_text(encoding="utf-8"), metadata={"source": path.name})
+        for path in sorted((here / "corpus").iterdir())
+    ]
+    # All nodes in one insert: embedded in batches, not one document per call.
+    nodes = SentenceSplitter(chunk_size=256, chunk_overlap=32).get_nodes_from_documents(docs)
+    index.insert_nodes(nodes)
 
 retriever = index.as_retriever(similarity_top_k=3)
 for question in ["Why do volcanoes explode?", "绿茶应该用多少度的水泡？"]:

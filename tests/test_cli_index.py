@@ -39,7 +39,9 @@ def test_index_then_query(toml, tmp_path):
     assert out.exit_code == 0, out.output
     hits = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
     assert [h["rank"] for h in hits] == [1, 2, 3]
-    assert hits[0]["source"] == "corpus/lighthouses.txt" and hits[0]["score"] > 0.999
+    # Keyed by the path relative to the config's folder (here outside it).
+    assert hits[0]["source"].endswith("/examples/corpus/lighthouses.txt")
+    assert hits[0]["score"] > 0.999
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
     shown = runner.invoke(app, ["query", text, "-k", "2", "--config", str(toml)])
@@ -58,7 +60,8 @@ def test_prune_flag_removes_deleted_files_chunks(toml, tmp_path):
     text = (EXAMPLES / "corpus" / "lighthouses.txt").read_text(encoding="utf-8").strip()
     got = runner.invoke(app, ["query", text, "-k", "50", "--config", str(toml), "--json"])
     sources = {json.loads(x)["source"] for x in got.output.splitlines() if x.startswith("{")}
-    assert sources and "corpus/lighthouses.txt" not in sources
+    assert sources and "corpus/lighthouses.txt" not in sources  # keyed relative to the toml
+    assert "corpus/honeybees.md" in sources
 
 
 def test_conflict_and_missing_store_exit_with_a_message(toml, tmp_path, model_dirs):
@@ -106,3 +109,47 @@ print(json.dumps({"heavy": heavy, "errors": errors}))
     assert "pip install 'promptembed[chroma]'" in out["errors"]["promptembed.chroma"]
     assert "pip install 'promptembed[langchain]'" in out["errors"]["promptembed.langchain"]
     assert "pip install 'promptembed[llama-index]'" in out["errors"]["promptembed.llama_index"]
+
+
+def test_messy_folder_reports_each_file_and_strict_fails(toml, tmp_path):
+    corpus = tmp_path / "messy"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"good{i}.txt").write_text(f"Good note number {i}.", encoding="utf-8")
+    (corpus / "latin1.txt").write_bytes("Un café très chaud.".encode("latin-1"))
+    (corpus / "random.txt").write_bytes(bytes(range(256)) * 4)
+    (corpus / "empty.md").write_text("", encoding="utf-8")
+    (corpus / "data.json").write_text("{}", encoding="utf-8")
+    out = runner.invoke(app, ["index", str(corpus), "--config", str(toml)])
+    assert out.exit_code == 0, out.output
+    assert "4 indexed" in out.output and "3 skipped" in out.output
+    for name, reason in [("random.txt", "not text"), ("empty.md", "empty"), ("data.json", "no")]:
+        line = next(x for x in out.output.splitlines() if name in x)
+        assert "skipped" in line and reason in line
+    strict = runner.invoke(app, ["index", str(corpus), "--config", str(toml), "--strict"])
+    assert strict.exit_code == 1 and "--strict" in strict.output
+    assert " 0 embedded" in strict.output  # the good files were already stored
+
+
+def test_query_on_a_missing_collection_is_an_error(toml, tmp_path):
+    import chromadb
+
+    args = ["query", "bees", "--config", str(toml), "--collection", "nothing-here"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 2
+    assert "'nothing-here' does not exist" in out.output and "promptembed index" in out.output
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    assert [c.name for c in client.list_collections()] == []
+
+
+def test_model_options_on_index_and_query_are_honoured(toml, tmp_path):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Bees dance to show where flowers are.", encoding="utf-8")
+    opts = ["--layer", "-2", "--query-template", "eol", "--dtype", "float32"]
+    first = runner.invoke(app, ["index", str(corpus), "--config", str(toml), *opts])
+    assert first.exit_code == 0, first.output
+    same = runner.invoke(app, ["query", "bees", "--config", str(toml), "--json", *opts])
+    assert same.exit_code == 0 and '"source": "c/a.txt"' in same.output, same.output
+    other = runner.invoke(app, ["query", "bees", "--config", str(toml), "--layer", "-1"])
+    assert other.exit_code == 2 and "differs in: layer" in " ".join(other.output.split())

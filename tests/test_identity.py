@@ -44,6 +44,10 @@ CHANGED = {
     "cache_dir": "/tmp/elsewhere",
     "show_progress": True,
     "embedding_cache": "/tmp/cache",
+    "revision": "v2",
+    "model_kwargs": {"attn_implementation": "eager"},
+    "token_env": "MY_TOKEN",
+    "device_map": "auto",
 }
 
 

@@ -99,7 +99,7 @@ def fake_gguf(tmp_path, model_dirs, monkeypatch):
     real = loading._from_pretrained
     conversions = []
 
-    def from_gguf(source, cfg):
+    def from_gguf(source, cfg, dtype=None):
         if source.gguf_file:
             conversions.append(source.gguf_file)
             source = loading._Source(source.path, None, source.key)
@@ -195,3 +195,90 @@ def test_real_alias_conversion_with_a_flipped_byte_is_rebuilt(tmp_path):
         emb = PromptEmbedder("smollm2-135m", device="cpu", cache_dir=str(tmp_path))
     np.testing.assert_allclose(emb.embed(texts), expected, atol=1e-5)
     assert verify_conversion(target) is None
+
+
+def _save_tiny(path, config, tokenizer):
+    from transformers import AutoModel
+
+    AutoModel.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["bert", "t5"])
+def test_encoder_models_are_refused_with_the_supported_kinds(kind, tmp_path, tokenizer):
+    from transformers import BertConfig, T5Config
+
+    vocab = len(tokenizer)
+    config = (
+        BertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+        )
+        if kind == "bert"
+        else T5Config(vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
+    )
+    path = _save_tiny(tmp_path / kind, config, tokenizer)
+    expected = "encoder-only" if kind == "bert" else "encoder-decoder"
+    with pytest.raises(ValueError, match=f"{expected} model.*decoder-only") as info:
+        PromptEmbedder(str(path), device="cpu")
+    assert "Llama" in str(info.value) and "T5" in str(info.value)
+
+
+def test_model_kwargs_reach_from_pretrained_and_managed_keys_are_refused(model_dirs):
+    from promptembed.config import EmbedderConfig
+
+    emb = PromptEmbedder(
+        str(model_dirs["llama"]), device="cpu", model_kwargs={"attn_implementation": "eager"}
+    )
+    assert emb.model.config._attn_implementation == "eager"
+    for key in ("torch_dtype", "trust_remote_code", "device_map", "token"):
+        with pytest.raises(ValueError, match=f"may not set {key}"):
+            EmbedderConfig(model_kwargs={key: 1})
+    assert "model_kwargs" in EmbedderConfig().stored()
+    from promptembed.identity import VectorIdentity, of_config
+
+    # A record written before model_kwargs/revision existed matches an unset config ...
+    old = {k: v for k, v in of_config(EmbedderConfig()).fields.items()
+           if k not in ("model_kwargs", "revision")}  # fmt: skip
+    assert VectorIdentity(old).differences(of_config(EmbedderConfig())) == []
+    # ... and set model_kwargs are part of the identity.
+    assert EmbedderConfig(model_kwargs={"a": 1}).identity()["fields"]["model_kwargs"] == {"a": 1}
+    assert VectorIdentity(old).differences(of_config(EmbedderConfig(model_kwargs={"a": 1}))) == [
+        "model_kwargs"
+    ]
+
+
+def test_device_map_loads_in_place_and_embeds_like_the_plain_load(model_dirs):
+    pytest.importorskip("accelerate")
+    plain = PromptEmbedder(str(model_dirs["llama"]), device="cpu")
+    mapped = PromptEmbedder(str(model_dirs["llama"]), device="cpu", device_map={"": "cpu"})
+    texts = ["A man is playing a guitar.", "一个孩子在骑马。"]
+    assert mapped.embed(texts) == pytest.approx(plain.embed(texts), abs=1e-5)
+    with pytest.raises(ValueError, match="replicas"):
+        PromptEmbedder(str(model_dirs["llama"]), device_map="auto", replicas=2)
+
+
+def test_revision_and_token_are_honoured_or_refused(model_dirs, monkeypatch):
+    from promptembed.config import EmbedderConfig
+
+    with pytest.raises(ValueError, match=r"revision='v1'.*local"):
+        PromptEmbedder(str(model_dirs["llama"]), device="cpu", revision="v1")
+    monkeypatch.delenv("MY_HUB_TOKEN", raising=False)
+    with pytest.raises(ValueError, match=r"\$MY_HUB_TOKEN, which is unset"):
+        PromptEmbedder(str(model_dirs["llama"]), device="cpu", token_env="MY_HUB_TOKEN")
+    # The token's variable name is never stored; a revision is part of the identity.
+    cfg = EmbedderConfig(model="org/model", revision="abc123", token_env="MY_HUB_TOKEN")
+    assert "token_env" not in cfg.stored() and cfg.identity()["fields"]["revision"] == "abc123"
+    assert "revision" not in EmbedderConfig().identity()  # older collection records match
+
+
+def test_ensemble_and_model_kwargs_configs_are_hashable():
+    from promptembed.config import EmbedderConfig
+
+    a = EmbedderConfig(template=["eol", "cot"], model_kwargs={"attn_implementation": "eager"})
+    b = EmbedderConfig(template=["eol", "cot"], model_kwargs={"attn_implementation": "eager"})
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1

@@ -110,20 +110,21 @@ def test_ray_index_equals_in_process_index(
 ):
     corpus = tmp_path / "corpus"
     shutil.copytree(EXAMPLES / "corpus", corpus)
+    # Keys are relative to the TOML's folder in the CLI run below: the same root here.
     cfg = _config(model_dirs["llama"], chroma_server, "on-ray")
     ref_cfg = _config(model_dirs["llama"], chroma_server, "in-process")
     embedder = embedder_factory("llama")
-    plan = plan_corpus([corpus], IndexConfig())
+    plan = plan_corpus([corpus], IndexConfig(), root=tmp_path)
     assert len(plan) > 2 * cfg["ray"]["batch_size"]  # several batches for 2 actors
 
     with deadline(600):
-        first = index_paths([corpus], cfg)
+        first = index_paths([corpus], cfg, root=tmp_path)
     assert first.chunks == first.embedded == len(plan) and first.deleted == 0
     assert first.workers == 2  # both actors of the pool embedded and wrote
     on_ray = _contents(chroma_server, "on-ray")
     assert sorted(on_ray) == sorted(c.id for c in plan)  # count and ids: the plan's
 
-    index_in_process([corpus], ref_cfg, embedder=embedder)
+    index_in_process([corpus], ref_cfg, embedder=embedder, root=tmp_path)
     _assert_same(on_ray, _contents(chroma_server, "in-process"))
 
     # Rerun through the CLI flag: nothing to embed, nothing duplicated.
@@ -140,19 +141,19 @@ def test_ray_index_equals_in_process_index(
         )
     assert again.exit_code == 0, again.output
     said = " ".join(again.output.split())  # rich wraps long lines
-    assert " 0 embedded" in said and "10 files unchanged" in said, said
+    assert " 0 embedded" in said and "10 unchanged" in said, said
     assert _contents(chroma_server, "on-ray").keys() == on_ray.keys()
 
     # A changed file: only its new chunks are embedded, its stale ones removed.
     changed = corpus / "lighthouses.txt"
     changed.write_text("Lighthouses warn ships of rocks. " + changed.read_text(encoding="utf-8"))
-    new_plan = plan_corpus([corpus], IndexConfig())
+    new_plan = plan_corpus([corpus], IndexConfig(), root=tmp_path)
     new_ids = {c.id for c in new_plan} - set(on_ray)
     with deadline(600):
-        third = index_paths([corpus], cfg)
+        third = index_paths([corpus], cfg, root=tmp_path)
     assert third.embedded == len(new_ids) > 0 and third.deleted > 0
     assert third.unchanged_files == 9
-    index_in_process([corpus], ref_cfg, embedder=embedder)
+    index_in_process([corpus], ref_cfg, embedder=embedder, root=tmp_path)
     final = _contents(chroma_server, "on-ray")
     assert sorted(final) == sorted(c.id for c in new_plan)
     _assert_same(final, _contents(chroma_server, "in-process"))
@@ -160,7 +161,7 @@ def test_ray_index_equals_in_process_index(
     # Another embedder on the same collection: refused on the driver, nothing written.
     bad = _config(model_dirs["llama"], chroma_server, "on-ray", template="eol")
     with pytest.raises(EmbedderConflictError, match="differs in"):
-        index_paths([corpus], bad)
+        index_paths([corpus], bad, root=tmp_path)
     assert _contents(chroma_server, "on-ray").keys() == final.keys()
 
 

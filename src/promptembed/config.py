@@ -6,6 +6,7 @@ TOML config file, the CLI and the config that Chroma persists with a collection.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -28,6 +29,20 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 # Fields that change the vectors: defined once, in promptembed.identity.
 IDENTITY_FIELDS = VECTOR_FIELDS
+
+
+# from_pretrained arguments set from config fields (or never): refused in model_kwargs.
+MANAGED_MODEL_KWARGS = (
+    "cache_dir",
+    "device_map",
+    "dtype",
+    "gguf_file",
+    "quantization_config",
+    "revision",
+    "token",
+    "torch_dtype",
+    "trust_remote_code",
+)
 
 
 class EmbedderConfig(BaseModel):
@@ -104,6 +119,63 @@ class EmbedderConfig(BaseModel):
         description="Path of a fitted calibration file (`promptembed calibrate`), applied to "
         "documents and queries alike; its name carries its content hash.",
     )
+
+    # -- how the weights are fetched and placed (loading.py) -------------------------------
+    revision: str | None = Field(
+        None,
+        description="Hub revision (branch, tag or commit) of `model`. It changes the "
+        "weights, so when set it is part of the identity a collection records.",
+    )
+    token_env: str | None = Field(
+        None,
+        min_length=1,
+        description="Environment variable holding a hub token for private or gated models "
+        "(default: huggingface_hub's own lookup, HF_TOKEN or a saved login). Only the "
+        "variable's name is configured; the token is never stored.",
+    )
+    device_map: str | dict[str, int | str] | None = Field(
+        None,
+        description="transformers' `device_map` (e.g. `auto`) to spread a large model over "
+        "devices with accelerate; the model is then loaded in place in `dtype`, not moved, "
+        "and `replicas` must stay 1.",
+    )
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra keyword arguments for `from_pretrained` (e.g. "
+        "`attn_implementation`). Keys promptembed manages itself are refused: "
+        + ", ".join(MANAGED_MODEL_KWARGS)
+        + ".",
+    )
+
+    @field_validator("model_kwargs")
+    @classmethod
+    def _check_model_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        managed = sorted(set(value) & set(MANAGED_MODEL_KWARGS))
+        if managed:
+            raise ValueError(
+                f"model_kwargs may not set {', '.join(managed)}: promptembed manages them; "
+                "use the config fields dtype, device, device_map, revision, token_env, "
+                "gguf_file, trust_remote_code or cache_dir instead"
+            )
+        try:
+            json.dumps(value)
+        except TypeError as error:
+            raise ValueError(f"model_kwargs must be JSON values (it is stored): {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_placement(self) -> EmbedderConfig:
+        if self.device_map is not None and self.replicas not in (None, 1):
+            raise ValueError(
+                f"device_map={self.device_map!r} spreads one model over devices; it cannot be "
+                f"combined with replicas={self.replicas} (data-parallel copies)"
+            )
+        return self
+
+    def __hash__(self) -> int:
+        # Lists (template ensembles) and dicts (model_kwargs) are not hashable: hash the
+        # canonical JSON, which equal configs share (embedders are shared per config).
+        return hash(json.dumps(self.model_dump(), sort_keys=True, default=str))
 
     @field_validator("template", "query_template")
     @classmethod

@@ -148,7 +148,9 @@ class PromptEmbedder:
         # One model per device: extra replicas (data parallel over GPUs) are copies.
         from promptembed.loading import replica_devices
 
-        devices = replica_devices(config.device, loaded.device, config.replicas)
+        # A device_map already spreads the one model over the devices: no copies.
+        replicas = 1 if config.device_map is not None else config.replicas
+        devices = replica_devices(config.device, loaded.device, replicas)
         self._models = [loaded.model] + [
             copy.deepcopy(loaded.model).to(device) for device in devices[1:]
         ]

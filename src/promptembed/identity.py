@@ -49,6 +49,8 @@ VECTOR_FIELDS = (
     "normalize_text",
     "normalize_embeddings",
     "max_length",
+    "revision",
+    "model_kwargs",
 )
 # Fields that change the vectors but are recorded in their own form.
 CALIBRATION_FIELD = "calibration"  # by content hash
@@ -64,12 +66,16 @@ RUNTIME_FIELDS = (
     "cache_dir",
     "show_progress",
     "embedding_cache",
+    "token_env",
+    "device_map",
 )
 # What a calibration is fitted under: everything that shapes the raw vector it maps
 # (the final L2 normalisation comes after it).
 FIT_FIELDS = tuple(f for f in VECTOR_FIELDS if f != "normalize_embeddings")
 # Never persisted with a collection: machine-local, or unsafe to restore.
-NEVER_STORED = frozenset({"trust_remote_code", "show_progress", "embedding_cache", "replicas"})
+NEVER_STORED = frozenset(
+    {"trust_remote_code", "show_progress", "embedding_cache", "replicas", "token_env"}
+)
 
 _HASHED_NAME = re.compile(r"^calibration-([0-9a-f]{12})\.npz$")
 _FLOAT = frozenset({"float32", "bfloat16", "float16", "float64"})
@@ -104,6 +110,11 @@ def hash_in_name(path: str | Path) -> str | None:
     """The hash carried by a ``calibration-<hash>.npz`` name, else ``None``."""
     match = _HASHED_NAME.match(Path(path).name)
     return match.group(1) if match else None
+
+
+def _unset(value: Any) -> Any:
+    """``None`` for an unset optional field (absent from records written before it existed)."""
+    return None if value == {} else value
 
 
 def precision_class(precision: str | None) -> str | None:
@@ -152,7 +163,7 @@ class VectorIdentity:
     def differences(self, other: VectorIdentity) -> list[str]:
         """Names of what differs; unknown weights or precision are not compared."""
         diff = sorted(k for k in set(self.fields) | set(other.fields)
-                      if self.fields.get(k) != other.fields.get(k))  # fmt: skip
+                      if _unset(self.fields.get(k)) != _unset(other.fields.get(k)))  # fmt: skip
         if self.calibration != other.calibration:
             diff.append("calibration")
         if None not in (self.weights, other.weights) and self.weights != other.weights:

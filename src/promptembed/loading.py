@@ -195,6 +195,12 @@ def _alias_source(spec: str, cache_dir: Path, *, use_converted: bool) -> _Source
 
 def _resolve_source(cfg: EmbedderConfig, cache_dir: Path) -> _Source:
     spec = cfg.model
+    local = spec in ALIASES or Path(spec).expanduser().suffix == ".gguf"
+    if cfg.revision is not None and (local or Path(spec).expanduser().is_dir()):
+        raise ValueError(
+            f"revision={cfg.revision!r} selects a version of a hub model, but {spec!r} is an "
+            "alias or a local file or directory: drop revision or name a hub id"
+        )
     if spec in ALIASES:
         return _alias_source(spec, cache_dir, use_converted=True)
     path = Path(spec).expanduser()
@@ -220,7 +226,9 @@ def _resolve_source(cfg: EmbedderConfig, cache_dir: Path) -> _Source:
         return _Source(str(path.resolve()), gguf, key)
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise FileNotFoundError(f"model path not found: {spec}")
-    return _Source(spec, cfg.gguf_file, f"hub:{spec}:{cfg.gguf_file}")
+    if cfg.revision is None:
+        return _Source(spec, cfg.gguf_file, f"hub:{spec}:{cfg.gguf_file}")
+    return _Source(spec, cfg.gguf_file, f"hub:{spec}:{cfg.gguf_file}@{cfg.revision}")
 
 
 def _fingerprint(source: _Source, config: Any) -> str:
@@ -247,13 +255,65 @@ def _fingerprint(source: _Source, config: Any) -> str:
     return weights_fingerprint(pinned or ("" if files else source.key), files, config)
 
 
-def _from_pretrained(source: _Source, cfg: EmbedderConfig) -> tuple[Any, Any]:
-    """Load base model (no LM head) and tokenizer with transformers, in float32."""
+def _hub_kwargs(cfg: EmbedderConfig) -> dict[str, Any]:
+    """``revision`` and ``token`` for every from_pretrained call (tokenizer and model)."""
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    if cfg.revision is not None:
+        kwargs["revision"] = cfg.revision
+    if cfg.token_env is not None:
+        token = os.environ.get(cfg.token_env)
+        if not token:
+            raise ValueError(f"token_env names ${cfg.token_env}, which is unset or empty")
+        kwargs["token"] = token
+    return kwargs
+
+
+class UnsupportedModelError(ValueError):
+    """The model is not a decoder-only (causal) language model."""
+
+
+# Model types transformers also maps to masked-LM heads: encoders unless built as decoders.
+def check_decoder_only(config: Any, spec: str) -> None:
+    """Refuse encoder-only and encoder-decoder models with a message listing what works.
+
+    Raises:
+        ValueError: For BERT-like, T5-like and other non-causal models.
+
+    """
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    model_type = getattr(config, "model_type", "?")
+    if getattr(config, "is_encoder_decoder", False):
+        kind = "an encoder-decoder model"
+    elif model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
+        model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False)
+    ):
+        kind = "an encoder-only model"
+    else:
+        return
+    raise UnsupportedModelError(
+        f"model {spec!r} is {kind} (model_type {model_type!r}). promptembed pools the last "
+        "token of a prompt read left to right, so it supports decoder-only (causal) language "
+        "models: Llama, Gemma, Qwen, Mistral, Phi, SmolLM, GPT-2, OPT and the like. "
+        "Encoder-only (BERT, RoBERTa, ...) and encoder-decoder (T5, BART, ...) models are "
+        "not supported; use a sentence-transformers model for those."
+    )
+
+
+def _from_pretrained(source: _Source, cfg: EmbedderConfig, dtype: Any = None) -> tuple[Any, Any]:
+    """Load base model (no LM head) and tokenizer with transformers.
+
+    In float32 unless ``dtype`` is given (with ``device_map``, where the model is placed
+    while it loads and never moved afterwards).
+    """
     import torch
     from safetensors import SafetensorError
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    kwargs = _hub_kwargs(cfg)
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
     from transformers.utils import logging as hf_logging
@@ -262,8 +322,14 @@ def _from_pretrained(source: _Source, cfg: EmbedderConfig) -> tuple[Any, Any]:
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
+        check_decoder_only(AutoConfig.from_pretrained(source.path, **kwargs), cfg.model)
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-        model = AutoModel.from_pretrained(source.path, dtype=torch.float32, **kwargs)
+        placement = {"device_map": cfg.device_map} if cfg.device_map is not None else {}
+        model = AutoModel.from_pretrained(
+            source.path, dtype=dtype or torch.float32, **placement, **cfg.model_kwargs, **kwargs
+        )
+    except UnsupportedModelError:
+        raise
     except (OSError, ValueError, SafetensorError) as err:
         if Path(source.path).is_dir():  # a local directory (or a conversion cache)
             raise OSError(
@@ -450,7 +516,22 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     source = _resolve_source(cfg, cache_dir)
+    if cfg.device_map is not None:
+        if source.gguf_file or source.key.startswith("alias:"):
+            raise ValueError(
+                "device_map applies to transformers checkpoints (hub ids, directories); "
+                f"{cfg.model!r} is a GGUF model, dequantised on one device: drop device_map"
+            )
+        return _load_mapped(source, cfg, dtype)
     model, tokenizer = _load_weights(source, cfg, cache_dir)
     model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
+    return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source, model.config))
+
+
+def _load_mapped(source: _Source, cfg: EmbedderConfig, dtype: torch.dtype) -> LoadedModel:
+    """Load with ``device_map``: placed while loading; inputs go where the embeddings are."""
+    model, tokenizer = _from_pretrained(source, cfg, dtype=dtype)
+    model.eval().requires_grad_(False)
+    device = model.get_input_embeddings().weight.device
     return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source, model.config))

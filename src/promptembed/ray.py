@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptembed._optional import require
-from promptembed.config import Config, EmbedderConfig, RayConfig, StoreConfig, load_config
-from promptembed.guard import EF_NAME, META_DIMENSION, check_compatible
+from promptembed.config import Config, EmbedderConfig, RayConfig, load_config
 
 require("ray", "ray")
 require("ray.data", "ray")
@@ -45,7 +44,10 @@ import ray.data  # noqa: E402
 from promptembed.indexing import (  # noqa: E402
     IndexStats,
     _existing_ids,
-    plan_sources,
+    delete_chunks,
+    open_existing_collection,
+    plan_files,
+    resolve_root,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["RayIndexStats", "WriteStats", "embed_dataset", "index_paths", "write_dataset"]
 
 log = logging.getLogger(__name__)
-CHUNK_COLUMNS = ("source", "chunk", "source_hash")
 
 
 @dataclass
@@ -186,7 +187,9 @@ class _EmbedAndWrite:
             texts = batch[self.text_column].tolist()
             columns = {c: batch[c].tolist() for c in self.metadata_columns}
             docs = [str(texts[i]) for i in keep]
-            metadatas = [{c: _scalar(columns[c][i]) for c in columns} for i in keep]
+            metadatas = [  # a None (e.g. no page) is left out: Chroma stores no nulls
+                {c: v for c in columns if (v := _scalar(columns[c][i])) is not None} for i in keep
+            ]
             vectors = self.embedder.embed(docs, kind="document")
             for start in range(0, len(keep), self.max_upsert):  # the server's batch limit
                 end = start + self.max_upsert
@@ -346,45 +349,13 @@ def write_dataset(
     return stats
 
 
-def _checked_existing(store: StoreConfig, embedder: EmbedderConfig) -> Any | None:
-    """The collection if it exists, checked against the embedder without loading it.
-
-    The identity fields determine the dimension, so when the stored identity agrees
-    the stored dimension is taken as the embedder's; a disagreeing identity raises
-    whatever the dimension. (Each actor checks again with its loaded model before
-    writing.)
-    """
-    from chromadb.errors import NotFoundError
-
-    from promptembed.chroma import make_client
-
-    client = make_client(store)
-    try:
-        collection = client.get_collection(store.collection, embedding_function=None)
-    except (NotFoundError, ValueError):
-        return None
-    metadata = collection.metadata or {}
-    dimension = metadata.get(META_DIMENSION)
-    if dimension is None:
-        ef = (collection.configuration_json or {}).get("embedding_function") or {}
-        if ef.get("name") == EF_NAME and isinstance(ef.get("config"), dict):
-            dimension = ef["config"].get("dimension")
-    check_compatible(
-        collection.name,
-        collection.metadata,
-        collection.configuration_json,
-        collection.count(),
-        embedder,
-        int(dimension) if dimension is not None else 0,
-    )
-    return collection
-
-
 def index_paths(
     paths: Sequence[str | Path],
     config: str | Path | dict[str, Any] | Config,
     *,
     progress: Callable[[int, int], None] | None = None,
+    root: str | Path | None = None,
+    namespace: str | None = None,
 ) -> RayIndexStats:
     """``promptembed index`` on Ray: same chunks, ids and guarantees, embedded by a pool.
 
@@ -400,6 +371,8 @@ def index_paths(
         config: A :class:`Config`, TOML path or dict with a Chroma server ``[store]``
             (``host``/``port``) and optionally a ``[ray]`` table.
         progress: Called as ``progress(done, total)`` with chunks embedded so far.
+        root: Source keys are paths relative to it (as in the in-process indexer).
+        namespace: Key sources as ``<namespace>:<path inside the argument>`` instead.
 
     Returns:
         :class:`RayIndexStats`: the fields of :class:`~promptembed.indexing.IndexStats`
@@ -417,10 +390,12 @@ def index_paths(
     """
     cfg = _server_config(config)
     assert cfg.store is not None
-    planned = plan_sources(paths, cfg.index)
-    stats = RayIndexStats(files=len(planned), sources=list(planned))
+    plan = plan_files(paths, cfg.index, root=resolve_root(config, root), namespace=namespace)
+    planned = plan.sources
+    stats = RayIndexStats(files=len(plan.outcomes), sources=list(planned))
+    stats.outcomes = list(plan.outcomes.values())
     stats.chunks = sum(len(v) for v in planned.values())
-    collection = _checked_existing(cfg.store, cfg.embedder)
+    collection = open_existing_collection(cfg.store, cfg.embedder)
     existing: dict[str, set[str]] = {s: set() for s in planned}
     if collection is not None:
         existing = _existing_ids(collection, list(planned))
@@ -428,30 +403,31 @@ def index_paths(
     if progress is not None:
         progress(0, len(todo))
     if todo:
-        rows = [{"id": c.id, "text": c.text, **c.metadata} for c in todo]
+        # Uniform rows: `page` on every row (None, dropped at upsert, when a file has none).
+        rows = [{"id": c.id, "text": c.text, "page": c.page, **c.metadata} for c in todo]
         blocks = -(-len(rows) // cfg.ray.batch_size)  # one block per batch: all actors get work
         with _ray_session(cfg.ray.address):
             written = write_dataset(
                 ray.data.from_items(rows, override_num_blocks=blocks),
                 cfg,
-                metadata_columns=CHUNK_COLUMNS,
+                metadata_columns=sorted({k for r in rows for k in r} - {"id", "text"}),
                 skip_existing=True,
                 total=len(rows),
                 progress=progress,
                 max_workers=blocks,
             )
         stats.embedded, stats.workers = written.embedded, written.workers
-        collection = _checked_existing(cfg.store, cfg.embedder)
+        collection = open_existing_collection(cfg.store, cfg.embedder)
         assert collection is not None  # the actors created it
     # Only now that every new chunk is stored are the stale ones removed.
     for source, chunks in planned.items():
+        outcome = plan.outcomes[source]
         stale = sorted(existing[source] - {c.id for c in chunks})
-        if stale:
-            collection.delete(ids=stale)
-            stats.deleted += len(stale)
-        missing = any(c.id not in existing[source] for c in chunks)
-        if not missing and not stale:
-            stats.unchanged_files += 1
+        outcome.deleted = delete_chunks(collection, stale) if stale else 0
+        outcome.embedded = sum(c.id not in existing[source] for c in chunks)
+        stats.deleted += outcome.deleted
+        outcome.status = "indexed" if outcome.embedded or stale else "unchanged"
+    stats.unchanged_files = stats.count("unchanged")
     log.info(
         "ray: %d files, %d chunks, %d embedded, %d removed",
         stats.files,

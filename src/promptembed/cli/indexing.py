@@ -11,7 +11,10 @@ import typer
 from promptembed.cli.base import (
     ConfigOpt,
     DeviceOpt,
+    DTypeOpt,
+    LayerOpt,
     ModelOpt,
+    QueryTemplateOpt,
     TemplateOpt,
     app,
     build_config,
@@ -50,7 +53,13 @@ CollectionOpt = Annotated[str | None, typer.Option(help="Collection name (overri
 
 
 def _run_index(
-    paths: list[Path], cfg: Config, embedder: Any = None, on_ray: bool = False, prune: bool = False
+    paths: list[Path],
+    cfg: Config,
+    embedder: Any = None,
+    on_ray: bool = False,
+    prune: bool = False,
+    root: Path | None = None,
+    namespace: str | None = None,
 ) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -69,14 +78,57 @@ def _run_index(
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task("embedding chunks", total=None)
+        task = bar.add_task("reading and chunking files", total=None)
+
+        def on_stage(description: str) -> None:
+            bar.update(task, description=description, total=None)
 
         def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, description="embedding chunks", completed=done, total=total)
 
         if on_ray:
-            return on_ray_module.index_paths(paths, cfg, progress=progress)
-        return index_paths(paths, cfg, embedder=embedder, progress=progress, prune=prune)
+            return on_ray_module.index_paths(
+                paths, cfg, progress=progress, root=root, namespace=namespace
+            )
+        return index_paths(
+            paths,
+            cfg,
+            embedder=embedder,
+            progress=progress,
+            prune=prune,
+            root=root,
+            namespace=namespace,
+            on_stage=on_stage,
+        )
+
+
+def _print_summary(stats: Any, collection: str, prune: bool, verbose: bool) -> None:
+    """Counts per outcome, then every skipped or failed file (every file with -v)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    shown = stats.outcomes if verbose else stats.problems
+    if shown:
+        table = Table("file", "outcome", "chunks", "detail", title="files", title_justify="left")
+        style = {"failed": "red", "skipped": "yellow", "indexed": "green", "unchanged": ""}
+        for o in shown:
+            table.add_row(
+                escape(o.source),
+                f"[{style[o.status]}]{o.status}[/]" if style[o.status] else o.status,
+                str(o.chunks),
+                escape(o.detail),
+            )
+        console.print(table)
+    counts = ", ".join(
+        f"{stats.count(s)} {s}" for s in ("indexed", "unchanged", "skipped", "failed")
+    )
+    console.print(
+        f"{stats.files} files into {collection!r}: {counts}; {stats.chunks} chunks, "
+        f"{stats.embedded} embedded, {stats.deleted} stale removed"
+        + (f", {stats.migrated} chunks re-keyed" if stats.migrated else "")
+        + (f", {stats.pruned} chunks of deleted files pruned" if prune else ""),
+        soft_wrap=True,  # one line, greppable
+    )
 
 
 def _print_hits(text: str, hits: list[Any]) -> None:
@@ -95,15 +147,43 @@ def _print_hits(text: str, hits: list[Any]) -> None:
         )
 
 
+RevisionOpt = Annotated[
+    str | None, typer.Option(help="Hub revision (branch, tag, commit) of the model.")
+]
+
+DeviceMapOpt = Annotated[
+    str | None, typer.Option(help="transformers device_map (e.g. auto) for large models.")
+]
+
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Key sources as NAMESPACE:<path inside the argument> instead of by their path "
+        "relative to the config's folder."
+    ),
+]
+
+
 @app.command("index")
 def index_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Files or directories (.md, .txt).")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or directories (.md, .markdown, .txt, .pdf).")
+    ],
     config: ConfigOpt = None,
     store: StoreOpt = None,
     collection: CollectionOpt = None,
     model: ModelOpt = None,
     template: TemplateOpt = None,
+    query_template: QueryTemplateOpt = None,
+    layer: LayerOpt = None,
     device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
+    revision: RevisionOpt = None,
+    device_map: DeviceMapOpt = None,
+    namespace: NamespaceOpt = None,
+    strict: Annotated[
+        bool, typer.Option(help="Exit with 1 if any file was skipped or failed.")
+    ] = False,
     use_ray: Annotated[
         bool, typer.Option("--ray", help="Embed on Ray actors into a Chroma server.")
     ] = False,
@@ -118,12 +198,30 @@ def index_cmd(
         typer.Option(help="Also remove the chunks of files deleted from the given directories."),
     ] = False,
 ) -> None:
-    """Chunk files and upsert them into Chroma (unchanged chunks are not re-embedded)."""
+    """Chunk files and upsert them into Chroma (unchanged chunks are not re-embedded).
+
+    Every file is reported as indexed, unchanged, skipped (with the reason) or failed
+    (with the error); the run carries on past a bad file. An embedded store is locked
+    while the run writes.
+    """
+    import logging
+
     from promptembed.guard import EmbedderConflictError
+    from promptembed.indexing import StoreBusyError
 
     try:
         cfg = _store_config(
-            config, store, collection, model=model, template=template, device=device
+            config,
+            store,
+            collection,
+            model=model,
+            template=template,
+            query_template=query_template,
+            layer=layer,
+            device=device,
+            dtype=dtype,
+            revision=revision,
+            device_map=device_map,
         )
         on_ray = use_ray or ray_address is not None or ray_workers is not None
         if on_ray:
@@ -134,15 +232,16 @@ def index_cmd(
             cfg = cfg.model_copy(update={"ray": RayConfig.model_validate(fields)})
         if on_ray and prune:
             raise ValueError("--prune runs without --ray: index on Ray, then run it locally")
-        stats = _run_index(paths, cfg, on_ray=on_ray, prune=prune)
-    except (EmbedderConflictError, ValueError, ImportError, OSError) as error:
+        root = config.resolve().parent if config is not None else None
+        stats = _run_index(paths, cfg, on_ray=on_ray, prune=prune, root=root, namespace=namespace)
+    except (EmbedderConflictError, StoreBusyError, ValueError, ImportError, OSError) as error:
         raise fail(error) from error
-    console.print(
-        f"indexed {stats.files} files into {cfg.store.collection!r}: {stats.chunks} chunks, "
-        f"{stats.embedded} embedded, {stats.deleted} stale removed, "
-        f"{stats.unchanged_files} files unchanged"
-        + (f", {stats.pruned} chunks of deleted files pruned" if prune else "")
-    )
+    assert cfg.store is not None
+    verbose = logging.getLogger().isEnabledFor(logging.INFO)
+    _print_summary(stats, cfg.store.collection, prune, verbose)
+    if strict and stats.problems:
+        err.print(f"--strict: {len(stats.problems)} files were skipped or failed")
+        raise typer.Exit(code=1)
 
 
 @app.command("query")
@@ -154,19 +253,37 @@ def query_cmd(
     collection: CollectionOpt = None,
     model: ModelOpt = None,
     template: TemplateOpt = None,
+    query_template: QueryTemplateOpt = None,
+    layer: LayerOpt = None,
     device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
+    revision: RevisionOpt = None,
+    device_map: DeviceMapOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
 ) -> None:
-    """Print the chunks nearest to a query, with cosine scores and sources."""
+    """Print the chunks nearest to a query, with cosine scores and sources.
+
+    Never creates a collection: a missing one is an error (exit 2).
+    """
     from promptembed.guard import EmbedderConflictError
-    from promptembed.indexing import query
+    from promptembed.indexing import StoreBusyError, query
 
     try:
         cfg = _store_config(
-            config, store, collection, model=model, template=template, device=device
+            config,
+            store,
+            collection,
+            model=model,
+            template=template,
+            query_template=query_template,
+            layer=layer,
+            device=device,
+            dtype=dtype,
+            revision=revision,
+            device_map=device_map,
         )
         hits = query(text, cfg, k=k)
-    except (EmbedderConflictError, ValueError, ImportError, OSError) as error:
+    except (EmbedderConflictError, StoreBusyError, ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     if as_json:
         for hit in hits:
@@ -196,7 +313,10 @@ def demo_cmd(
         Path | None, typer.Option(help="Chroma directory to keep (default: a temporary one).")
     ] = None,
     model: Annotated[str, typer.Option(help="Alias, hub id, directory or .gguf.")] = "gemma-3-270m",
-    template: Annotated[str, typer.Option(help="Template name or custom.")] = "ke",
+    # cot documents with `query` queries: Gemma-3-270M's best single-template retrieval
+    # setting measured on SciFact train (README, booster table), and the demo's clearest.
+    template: Annotated[str, typer.Option(help="Document template name or custom.")] = "cot",
+    query_template: Annotated[str, typer.Option(help="Query template name or custom.")] = "query",
     device: DeviceOpt = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Hits per query.")] = 3,
     queries: Annotated[
@@ -217,6 +337,7 @@ def demo_cmd(
                     "embedder": {
                         "model": model,
                         "template": template,
+                        "query_template": query_template,
                         **({"device": device} if device else {}),
                     },
                     "store": {"path": str(store or Path(tmp)), "collection": "demo"},
@@ -227,10 +348,11 @@ def demo_cmd(
             start = time.perf_counter()
             embedder = shared_embedder(cfg.embedder)
             err.print(
-                f"model {model} (template {template}, dim {embedder.dimension}) loaded in "
+                f"model {model} (template {template}, queries {query_template}, "
+                f"dim {embedder.dimension}) loaded in "
                 f"{time.perf_counter() - start:.1f}s; indexing {corpus}"
             )
-            stats = _run_index([corpus], cfg, embedder)
+            stats = _run_index([corpus], cfg, embedder, root=corpus.resolve().parent)
             console.print(
                 f"indexed {stats.files} files: {stats.chunks} chunks, {stats.embedded} embedded"
             )
