@@ -22,7 +22,7 @@ else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
 Pooling = Literal["last", "mean"]
-DType = Literal["auto", "float32", "bfloat16", "float16"]
+DType = Literal["auto", "float32", "bfloat16", "float16", "int8"]
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 # Fields that change the vectors: two embedders agree on these or their vectors
@@ -78,7 +78,13 @@ class EmbedderConfig(BaseModel):
     )
     normalize_embeddings: bool = Field(True, description="L2-normalise the output vectors.")
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, mps, cuda[:N].")
-    dtype: DType = Field("auto", description="auto means bf16/fp16 on GPU and float32 on CPU.")
+    dtype: DType = Field(
+        "auto",
+        description="auto means bf16/fp16 on GPU and float32 on CPU. int8 (CPU only, "
+        "`pip install 'promptembed[int8]'`): the decoder's linear layers run with int8 "
+        "weights and dynamically quantised int8 activations (torchao), the rest in float32; "
+        "about 2x faster on CPUs with AVX-512 VNNI, slightly different vectors.",
+    )
     max_length: int = Field(
         512, ge=8, description="Max tokens per prompt; only the text is truncated."
     )
@@ -156,6 +162,11 @@ class EmbedderConfig(BaseModel):
         """
         out = {name: getattr(self, name) for name in IDENTITY_FIELDS}
         out["calibration"] = Path(self.calibration).name if self.calibration else None
+        if self.dtype == "int8":
+            # int8 vectors differ from float ones (cosine ~0.99), so they never share a
+            # collection. The float dtypes stay out of the identity: collections recorded
+            # before int8 existed carry no dtype and must keep opening.
+            out["dtype"] = self.dtype
         return out
 
     def stored(self) -> dict[str, Any]:

@@ -191,6 +191,8 @@ class PromptEmbedder:
                 "weights": self._loaded.fingerprint,
                 "dtype": str(self._loaded.dtype),
             }
+            if self._loaded.quantization:  # int8 vectors never answer for float ones
+                identity["quantization"] = self._loaded.quantization
             cache = EmbeddingCache(cfg.embedding_cache, identity)
         return _Route(prompts, forwards, cache)
 
@@ -229,6 +231,18 @@ class PromptEmbedder:
     def fingerprint(self) -> str:
         """Identity of the loaded weights."""
         return self._loaded.fingerprint
+
+    @property
+    def precision(self) -> str:
+        """What the model computes in: ``int8``, ``float32``, ``bfloat16`` or ``float16``."""
+        return self._loaded.precision
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"PromptEmbedder(model={c.model!r}, template={c.template!r}, "
+            f"device='{self.device}', precision={self.precision!r}, dimension={self.dimension})"
+        )
 
     # -- embedding ------------------------------------------------------------------------
     @overload

@@ -63,6 +63,13 @@ class LoadedModel:
     dtype: torch.dtype
     fingerprint: str
     """Stable identity of the weights (for caches and stored configs)."""
+    quantization: str | None = None
+    """``int8`` when the decoder's linear layers run in int8 (``dtype="int8"``), else None."""
+
+    @property
+    def precision(self) -> str:
+        """What the weights compute in: ``int8``, ``float32``, ``bfloat16`` or ``float16``."""
+        return self.quantization or str(self.dtype).removeprefix("torch.")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -115,6 +122,12 @@ def replica_devices(device: str, first: torch.device, replicas: int | None) -> l
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """Pick the dtype: ``auto`` is bf16 on CUDA where supported, else fp16; fp32 on CPU.
 
+    ``int8`` computes everything but the decoder's linear layers in float32, and runs
+    on the CPU only.
+
+    Raises:
+        ValueError: ``int8`` on another device (never a silent fall-back).
+
     Example:
         >>> import torch
         >>> resolve_dtype("auto", torch.device("cpu"))
@@ -123,6 +136,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """
     import torch
 
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise ValueError(
+                f"dtype='int8' runs on the CPU only (torchao's dynamic int8 kernels), but the "
+                f"device is {device}; use device='cpu', or dtype='auto' on {device.type}"
+            )
+        return torch.float32
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.type == "cuda":
@@ -311,5 +331,13 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
         logger.info("caching a converted copy of %s in %s", source.gguf_file, target)
         model = _save_converted(model, tokenizer, target)
     model = model.to(device=device, dtype=dtype).eval()
-    model.requires_grad_(False)
-    return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source.key, model.config))
+    model.requires_grad_(False)  # before quantising: quantize_ is far slower on grad params
+    fingerprint = _fingerprint(source.key, model.config)
+    quantization = None
+    if cfg.dtype == "int8":
+        from promptembed.quantization import INT8, quantize_int8
+
+        count = quantize_int8(model)
+        logger.info("quantised %d linear layers to int8", count)
+        quantization = INT8
+    return LoadedModel(model, tokenizer, device, dtype, fingerprint, quantization)
