@@ -270,13 +270,18 @@ class PromptEmbedder:
             TypeError: If the input or one of its items is not a string.
 
         """
+        if isinstance(texts, str):
+            # One text (a query): no stream, no progress bar, no output buffer to fill.
+            if kind not in self._routes:
+                raise ValueError(f"kind must be one of {list(self._routes)}, got {kind!r}")
+            return self._embed_chunk(check_texts(texts), kind, batch_size, _NO_BAR)[0]
         items = check_texts(texts)
         out = np.empty((len(items), self.dimension), dtype=np.float32)
         start = 0
         for chunk in self.embed_iter(items, batch_size=batch_size, kind=kind):
             out[start : start + len(chunk)] = chunk
             start += len(chunk)
-        return out[0] if isinstance(texts, str) else out
+        return out
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Total tokens of the texts themselves (no template, no special tokens).
@@ -419,7 +424,7 @@ class PromptEmbedder:
                 out[index] = vectors.cpu().numpy()  # one host copy per batch
             bar.update(len(index))
 
-        if len(self._models) == 1:
+        if len(self._models) == 1 or len(jobs) == 1:  # nothing to share between replicas
             for group, index in jobs:
                 run(0, group, index)
             return out
@@ -439,6 +444,16 @@ class PromptEmbedder:
             for future in [pool.submit(worker, r) for r in range(len(self._models))]:
                 future.result()
         return out
+
+
+class _NoBar:
+    """The progress bar of a one-text call: counts nothing."""
+
+    def update(self, _n: int = 1) -> None:
+        return None
+
+
+_NO_BAR = _NoBar()
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Model loading: spec → (model without LM head, tokenizer) on one device and dtype.
 
-This is the one place that decides device and dtype. GGUF files are dequantised
-once and cached as a safetensors copy, so later starts skip the conversion.
+This is the one place that decides device and dtype, int8 included (CPU only; see
+:mod:`promptembed.quantization`). GGUF files are dequantised once and cached as a
+safetensors copy, so later starts skip the conversion.
 """
 
 from __future__ import annotations
@@ -305,7 +306,9 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
     """Load the model and tokenizer named by ``cfg`` on its device and dtype.
 
     A GGUF model (alias or file) is converted once into
-    ``<cache_dir>/converted/<name>`` and loaded from there afterwards.
+    ``<cache_dir>/converted/<name>`` and loaded from there afterwards. With
+    ``dtype="int8"`` the decoder's linear layers are then quantised (a fraction of a
+    second for these models, so it is redone at each start rather than cached).
 
     Args:
         cfg: The embedder config.
@@ -317,6 +320,8 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
         ImportError: An alias whose package is not installed (says how to install it).
         FileNotFoundError: A local path that does not exist.
         OSError: A hub id that cannot be loaded (e.g. offline).
+        ValueError: ``dtype="int8"`` off the CPU, or on a model whose decoder blocks
+            hold no ``nn.Linear``.
 
     """
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
@@ -331,7 +336,7 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
         logger.info("caching a converted copy of %s in %s", source.gguf_file, target)
         model = _save_converted(model, tokenizer, target)
     model = model.to(device=device, dtype=dtype).eval()
-    model.requires_grad_(False)  # before quantising: quantize_ is far slower on grad params
+    model.requires_grad_(False)
     fingerprint = _fingerprint(source.key, model.config)
     quantization = None
     if cfg.dtype == "int8":
