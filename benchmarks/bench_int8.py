@@ -10,7 +10,11 @@ float32 and int8, against sentence-transformers ``encode`` of the same prompt wi
 same weights (last-token pooling, float32). The systems alternate query by query in one
 process, so a burst of load from other jobs hits them alike.
 
+``throughput``: sentences/s of float32 and int8 promptembed (and sentence-transformers
+for ``eol``) on STS-B dev sentences, all in one process, taking turns chunk by chunk.
+
 Example:
+    python benchmarks/bench_int8.py throughput --model smollm2-135m --template eol --n 256
     python benchmarks/bench_int8.py quality --rows smollm2-135m:ke --threads 1
     python benchmarks/bench_int8.py latency --model smollm2-135m --template ke --n 200
 
