@@ -4,6 +4,8 @@ Runs, on the same texts and in float32 on the CPU, side by side:
 
 * ``promptembed``: :class:`promptembed.PromptEmbedder` (early exit, prefix KV reuse,
   token-budget batching);
+* ``promptembed-int8``: the same with ``dtype="int8"`` (torchao dynamic int8 linear
+  layers; not exact, so its cosine with the reference is its quality cost);
 * ``reference``: the paper's computation re-implemented faithfully:
   ``AutoModelForCausalLM``, left padding, a fixed batch of 16 in input order,
   ``output_hidden_states=True``, ``hidden_states[layer][:, -1]``;
@@ -44,7 +46,7 @@ DATA = {
     "sts": ROOT.parent / "shared/data/stsb/stsb-en-dev.csv",
     "scifact": ROOT.parent / "shared/data/scifact/corpus.jsonl",
 }
-SYSTEMS = ("promptembed", "reference", "llemb", "sentence-transformers")
+SYSTEMS = ("promptembed", "promptembed-int8", "reference", "llemb", "sentence-transformers")
 REF_BATCH = 16
 
 
@@ -112,14 +114,14 @@ def fit_texts(texts: list[str], tokenizer: Any, template: Any, max_length: int) 
 
 
 # -- the systems (each runs in a worker subprocess) -----------------------------------------
-def _promptembed(spec: dict) -> Any:
+def _promptembed(spec: dict, dtype: str = "float32") -> Any:
     from promptembed import PromptEmbedder
 
     emb = PromptEmbedder(
         spec["model"],
         template=spec["template"],
         device="cpu",
-        dtype="float32",
+        dtype=dtype,
         max_length=spec["max_length"],
         normalize_text=False,  # the texts come normalised
     )
@@ -211,6 +213,7 @@ def _sentence_transformers(spec: dict) -> Any:
 
 BUILDERS = {
     "promptembed": _promptembed,
+    "promptembed-int8": lambda spec: _promptembed(spec, dtype="int8"),
     "reference": _reference,
     "llemb": _llemb,
     "sentence-transformers": _sentence_transformers,
@@ -394,7 +397,9 @@ def run(args: argparse.Namespace) -> dict:
             cos = cosine_rows(vectors[system], ref)
             r["cosine_vs_reference_min"] = float(cos.min())
             r["cosine_vs_reference_mean"] = float(cos.mean())
+    int8 = int8_summary(results, vectors)
     return {
+        "int8": int8,
         "model": args.model,
         "template": args.template,
         "data": args.data,
@@ -410,6 +415,26 @@ def run(args: argparse.Namespace) -> dict:
         "systems": results,
         "machine": machine(),
     }
+
+
+def int8_summary(results: dict, vectors: dict) -> dict | None:
+    """int8's speed-up over exact float32 promptembed and over sentence-transformers, and
+    the cosine of its vectors with float32 promptembed's (same texts, same order)."""
+    fast = results.get("promptembed-int8", {})
+    if "sentences_per_s" not in fast or "promptembed" not in vectors:
+        return None
+    out = {
+        "speedup_vs_promptembed_float32": fast["sentences_per_s"]
+        / results["promptembed"]["sentences_per_s"],
+    }
+    st = results.get("sentence-transformers", {})
+    if "sentences_per_s" in st:
+        out["speedup_vs_sentence_transformers_float32"] = (
+            fast["sentences_per_s"] / st["sentences_per_s"]
+        )
+    cos = cosine_rows(vectors["promptembed-int8"], vectors["promptembed"])
+    out.update(cosine_vs_float32_mean=float(cos.mean()), cosine_vs_float32_min=float(cos.min()))
+    return out
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -431,7 +456,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for dist in ("torch", "transformers", "llemb", "sentence-transformers", "promptembed"):
+    dists = ("torch", "transformers", "torchao", "llemb", "sentence-transformers", "promptembed")
+    for dist in dists:
         try:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -470,6 +496,8 @@ def report(res: dict) -> None:
             f"{r.get('cosine_vs_reference_min', float('nan')):>10.6f}"
             f"{r['fraction_of_roofline']:>8.1%}"
         )
+    if res.get("int8"):
+        print(", ".join(f"int8 {k}={v:.4f}" for k, v in res["int8"].items()))
     print(
         f"roofline: {roof['gflop_per_sentence_minimal']:.3f} GFLOP/sentence minimal "
         f"({roof['blocks_run']} blocks, prefix reused; "

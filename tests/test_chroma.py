@@ -94,8 +94,14 @@ def _snapshot(client, name):
 
 @pytest.mark.parametrize(
     "change",
-    [{"template": "eol"}, {"layer": -2}, {"query_template": "eol"}, {"model": "gpt2"}],
-    ids=["template", "layer", "query_template", "model"],
+    [
+        {"template": "eol"},
+        {"layer": -2},
+        {"query_template": "eol"},
+        {"model": "gpt2"},
+        {"dtype": "int8"},
+    ],
+    ids=["template", "layer", "query_template", "model", "dtype"],
 )
 def test_conflicting_embedder_fails_and_leaves_collection(
     tmp_path, model_dirs, embedder_factory, llama_embedder, change
@@ -115,6 +121,7 @@ def test_conflicting_embedder_fails_and_leaves_collection(
     assert "'docs'" in message and "differs in" in message
     assert str(model_dirs["llama"]) in message and str(model_dirs[arch]) in message
     key = next(iter(change))
+    key = "precision" if key == "dtype" else key  # the identity names the resolved precision
     assert key in message.split("differs in:")[1]
 
     after = _snapshot(client, "docs")

@@ -24,7 +24,7 @@ else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
 Pooling = Literal["last", "mean"]
-DType = Literal["auto", "float32", "bfloat16", "float16"]
+DType = Literal["auto", "float32", "bfloat16", "float16", "int8"]
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 # Fields that change the vectors: defined once, in promptembed.identity.
@@ -83,7 +83,14 @@ class EmbedderConfig(BaseModel):
     )
     normalize_embeddings: bool = Field(True, description="L2-normalise the output vectors.")
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, mps, cuda[:N].")
-    dtype: DType = Field("auto", description="auto means bf16/fp16 on GPU and float32 on CPU.")
+    dtype: DType = Field(
+        "auto",
+        description="auto means bf16/fp16 on GPU and float32 on CPU. int8 (CPU only, "
+        "`pip install 'promptembed[int8]'`): the decoder's linear layers run with int8 "
+        "weights and dynamically quantised int8 activations (torchao), the rest in float32; "
+        "1.5-2x the batch throughput on CPUs with AVX-512 VNNI (not faster for one short "
+        "query), vectors at cosine ~0.99 from float32.",
+    )
     max_length: int = Field(
         512, ge=8, description="Max tokens per prompt; only the text is truncated."
     )

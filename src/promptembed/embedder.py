@@ -260,6 +260,11 @@ class PromptEmbedder:
         """The dtype the model computes in (decided once, in loading)."""
         return self._loaded.dtype
 
+    @property
+    def precision(self) -> str:
+        """What the model computes in: ``int8``, ``float32``, ``bfloat16`` or ``float16``."""
+        return self._loaded.precision
+
     def __repr__(self) -> str:
         cfg = self.config
         template = cfg.template
@@ -272,7 +277,7 @@ class PromptEmbedder:
         if cfg.calibration:
             shown.append(f"calibration={Path(cfg.calibration).name!r}")
         shown += [f"dimension={self.dimension}", f"device={str(self.device)!r}"]
-        shown.append(f"dtype={str(self.torch_dtype).removeprefix('torch.')!r}")
+        shown.append(f"dtype={self.precision!r}")
         return f"PromptEmbedder({', '.join(shown)})"
 
     # -- embedding ------------------------------------------------------------------------
@@ -301,13 +306,18 @@ class PromptEmbedder:
             TypeError: If the input or one of its items is not a string.
 
         """
+        if isinstance(texts, str):
+            # One text (a query): no stream, no progress bar, no output buffer to fill.
+            if kind not in self._routes:
+                raise ValueError(f"kind must be one of {list(self._routes)}, got {kind!r}")
+            return self._embed_chunk(check_texts(texts), kind, batch_size, _NO_BAR)[0]
         items = check_texts(texts)
         out = np.empty((len(items), self.dimension), dtype=np.float32)
         start = 0
         for chunk in self.embed_iter(items, batch_size=batch_size, kind=kind):
             out[start : start + len(chunk)] = chunk
             start += len(chunk)
-        return out[0] if isinstance(texts, str) else out
+        return out
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Total tokens of the texts themselves (no template, no special tokens).
@@ -461,7 +471,7 @@ class PromptEmbedder:
                 out[index] = vectors.cpu().numpy()  # one host copy per batch
             bar.update(len(index))
 
-        if len(self._models) == 1:
+        if len(self._models) == 1 or len(jobs) == 1:  # nothing to share between replicas
             for group, index in jobs:
                 run(0, group, index)
             return out
@@ -501,6 +511,16 @@ def _caller_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         level, frame = level + 1, frame.f_back
     return level
+
+
+class _NoBar:
+    """The progress bar of a one-text call: counts nothing."""
+
+    def update(self, _n: int = 1) -> None:
+        return None
+
+
+_NO_BAR = _NoBar()
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

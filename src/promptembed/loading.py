@@ -1,7 +1,8 @@
 """Model loading: spec → (model without LM head, tokenizer) on one device and dtype.
 
-This is the one place that decides device and dtype. GGUF files are dequantised
-once and cached as a safetensors copy, so later starts skip the conversion.
+This is the one place that decides device and dtype, int8 included (CPU only; see
+:mod:`promptembed.quantization`). GGUF files are dequantised once and cached as a
+safetensors copy, so later starts skip the conversion.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ class LoadedModel:
     dtype: torch.dtype
     fingerprint: str
     """Stable identity of the weights (for caches and stored configs)."""
+    quantization: str | None = None
+    """``int8`` when the decoder's linear layers run in int8 (``dtype="int8"``), else None."""
+
+    @property
+    def precision(self) -> str:
+        """What the weights compute in: ``int8``, ``float32``, ``bfloat16`` or ``float16``."""
+        return self.quantization or str(self.dtype).removeprefix("torch.")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -116,6 +124,12 @@ def replica_devices(device: str, first: torch.device, replicas: int | None) -> l
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """Pick the dtype: ``auto`` is bf16 on CUDA where supported, else fp16; fp32 on CPU.
 
+    ``int8`` computes everything but the decoder's linear layers in float32, and runs
+    on the CPU only.
+
+    Raises:
+        ValueError: ``int8`` on another device (never a silent fall-back).
+
     Example:
         >>> import torch
         >>> resolve_dtype("auto", torch.device("cpu"))
@@ -124,6 +138,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """
     import torch
 
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise ValueError(
+                f"dtype='int8' runs on the CPU only (torchao's dynamic int8 kernels), but the "
+                f"device is {device}; use device='cpu', or dtype='auto' on {device.type}"
+            )
+        return torch.float32
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.type == "cuda":
@@ -498,7 +519,9 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
     """Load the model and tokenizer named by ``cfg`` on its device and dtype.
 
     A GGUF model (alias or file) is converted once into
-    ``<cache_dir>/converted/<name>`` and loaded from there afterwards.
+    ``<cache_dir>/converted/<name>`` and loaded from there afterwards. With
+    ``dtype="int8"`` the decoder's linear layers are then quantised (a fraction of a
+    second for these models, so it is redone at each start rather than cached).
 
     Args:
         cfg: The embedder config.
@@ -510,6 +533,8 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
         ImportError: An alias whose package is not installed (says how to install it).
         FileNotFoundError: A local path that does not exist.
         OSError: A hub id that cannot be loaded (e.g. offline).
+        ValueError: ``dtype="int8"`` off the CPU, or on a model whose decoder blocks
+            hold no ``nn.Linear``.
 
     """
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
@@ -526,11 +551,24 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
     model, tokenizer = _load_weights(source, cfg, cache_dir)
     model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
-    return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source, model.config))
+    fingerprint = _fingerprint(source, model.config)
+    quantization = None
+    if cfg.dtype == "int8":
+        from promptembed.quantization import INT8, quantize_int8
+
+        count = quantize_int8(model)
+        logger.info("quantised %d linear layers to int8", count)
+        quantization = INT8
+    return LoadedModel(model, tokenizer, device, dtype, fingerprint, quantization)
 
 
 def _load_mapped(source: _Source, cfg: EmbedderConfig, dtype: torch.dtype) -> LoadedModel:
     """Load with ``device_map``: placed while loading; inputs go where the embeddings are."""
+    if cfg.dtype == "int8":
+        raise ValueError(
+            "dtype='int8' quantises a model on one CPU; device_map spreads one over devices: "
+            "drop one of them"
+        )
     model, tokenizer = _from_pretrained(source, cfg, dtype=dtype)
     model.eval().requires_grad_(False)
     device = model.get_input_embeddings().weight.device

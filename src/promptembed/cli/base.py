@@ -46,7 +46,7 @@ PoolingOpt = Annotated[str | None, typer.Option(help="last or mean.")]
 
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, mps, cuda[:N].")]
 
-DTypeOpt = Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")]
+DTypeOpt = Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16, int8 (CPU).")]
 
 MaxLenOpt = Annotated[int | None, typer.Option(help="Max tokens per prompt.")]
 

@@ -73,11 +73,15 @@ def eval_sts(
                         "template": e.template,
                         "layer": e.layer,
                         "pooling": e.pooling,
+                        "dtype": embedder.precision,
                     }
                 )
             )
         return
-    table = Table(title=f"STS — {e.model}, template={e.template}, pooling={e.pooling}")
+    table = Table(
+        title=f"STS — {e.model}, template={e.template}, pooling={e.pooling}, "
+        f"dtype={embedder.precision}"
+    )
     for col in ("data", "spearman", "pairs", "sentences", "seconds"):
         table.add_column(col, justify="left" if col == "data" else "right")
     for r in results:
@@ -120,7 +124,8 @@ def eval_retrieval(
             batch_size=batch_size,
             show_progress=not as_json,
         )
-        result = evaluate_retrieval(PromptEmbedder(config=cfg.embedder), corpus, queries, qrels)
+        embedder = PromptEmbedder(config=cfg.embedder)
+        result = evaluate_retrieval(embedder, corpus, queries, qrels)
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     e = cfg.embedder
@@ -129,6 +134,7 @@ def eval_retrieval(
         "model": e.model,
         "template": e.template,
         "query_template": e.query_template or e.template,
+        "dtype": embedder.precision,
     }
     if as_json:
         typer.echo(json.dumps(payload))
