@@ -24,7 +24,16 @@ if TYPE_CHECKING:
 
 Method = Literal["center", "whiten"]
 # The embedder fields a calibration was fitted under; any change invalidates it.
-_FIT_FIELDS = ("model", "gguf_file", "template", "layer", "pooling", "normalize_text")
+_FIT_FIELDS = (
+    "model",
+    "gguf_file",
+    "template",
+    "layer",
+    "pooling",
+    "normalize_text",
+    "demonstrations",
+    "token_prepending",
+)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -37,6 +37,8 @@ IDENTITY_FIELDS = (
     "normalize_text",
     "normalize_embeddings",
     "max_length",
+    "demonstrations",
+    "token_prepending",
 )
 
 
@@ -113,6 +115,40 @@ class EmbedderConfig(BaseModel):
         description="Path of a fitted calibration file (`promptembed calibrate`), applied to "
         "documents and queries alike; its name carries its content hash.",
     )
+
+    # -- boosters II: in-context demonstrations and Token Prepending ------------------
+    demonstrations: list[tuple[str, str]] | None = Field(
+        None,
+        description="In-context examples `[[sentence, word], ...]` shown before the text in "
+        "each template's own format (PromptEOL ICL); part of the cached prefix, so free "
+        "per text.",
+    )
+    token_prepending: tuple[int, int] | None = Field(
+        None,
+        description="Token Prepending (arXiv 2412.11556): `[start, end]` decoder blocks "
+        "(0-based, start >= 1) whose input at a placeholder token before the text is "
+        "overwritten with the previous block's output at the pooled token; off when unset.",
+    )
+
+    @field_validator("demonstrations")
+    @classmethod
+    def _check_demonstrations(
+        cls, value: list[tuple[str, str]] | None
+    ) -> list[tuple[str, str]] | None:
+        if value is not None and any(not s.strip() or not w.strip() for s, w in value):
+            raise ValueError(
+                f"each demonstration needs a non-empty sentence and word, got {value!r}"
+            )
+        return value or None
+
+    @field_validator("token_prepending")
+    @classmethod
+    def _check_token_prepending(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] < value[1]:
+            raise ValueError(
+                f"token_prepending must be [start, end] with 1 <= start < end, got {list(value)}"
+            )
+        return value
 
     @field_validator("template", "query_template")
     @classmethod

@@ -159,8 +159,9 @@ class PromptEmbedder:
         from promptembed.prompts import PromptTokenizer
 
         cfg, tok = self.config, self._loaded.tokenizer
-        template = Template.parse(spec)
-        prompts = PromptTokenizer(tok, template, cfg.max_length, cfg.normalize_text)
+        template = Template.parse(spec).with_demonstrations(cfg.demonstrations or [])
+        placeholder = _placeholder_id(tok) if cfg.token_prepending else None
+        prompts = PromptTokenizer(tok, template, cfg.max_length, cfg.normalize_text, placeholder)
         # Pads sit right of every real token, so any id the embedding table has will do;
         # some tokenizers' pad id lies outside the model's vocabulary.
         vocab = self._loaded.model.get_input_embeddings().num_embeddings
@@ -168,7 +169,12 @@ class PromptEmbedder:
         pad = next((t for t in candidates if t is not None and 0 <= t < vocab), 0)
         layer = cfg.layer if cfg.layer is not None else template.layer
         chosen: int | list[int] = layers if layers is not None else layer
-        forwards = [LayerForward(m, chosen, cfg.pooling, pad_id=pad) for m in self._models]
+        prepend = None
+        if cfg.token_prepending is not None:
+            prepend = (*cfg.token_prepending, prompts.placeholder_index)
+        forwards = [
+            LayerForward(m, chosen, cfg.pooling, pad_id=pad, prepend=prepend) for m in self._models
+        ]
         if cfg.prefix_cache and prompts.prefix_ids:
             for forward, lock in zip(forwards, self._locks):
                 with lock:
@@ -425,6 +431,20 @@ class PromptEmbedder:
             for future in [pool.submit(worker, r) for r in range(len(self._models))]:
                 future.result()
         return out
+
+
+def _placeholder_id(tokenizer: Any) -> int:
+    """The Token Prepending placeholder: the token of a lone space, else EOS/BOS.
+
+    Its own embedding only reaches the blocks before ``token_prepending``'s start
+    (from there on its state is overwritten), so a neutral existing token serves
+    where the reference code adds a new, randomly initialised one.
+    """
+    space = tokenizer(" ", add_special_tokens=False)["input_ids"]
+    if len(space) == 1:
+        return int(space[0])
+    fallback = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else None
+    return int(fallback if fallback is not None else tokenizer.bos_token_id or 0)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

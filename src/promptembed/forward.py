@@ -95,6 +95,9 @@ class LayerForward:
             (one pass, stopping after the deepest), as `tune` needs.
         pooling: ``last`` or ``mean``.
         pad_id: Token id used for (right) padding; never attended to by real tokens.
+        prepend: Token Prepending: ``(start, end, index)``. The input of blocks
+            ``start..end-1`` at prompt position ``index`` (a placeholder) is overwritten
+            with the pooled (last real) token's state, i.e. the previous block's output.
 
     Example:
         >>> from transformers import LlamaConfig, LlamaModel
@@ -112,6 +115,7 @@ class LayerForward:
         layer: int | Sequence[int],
         pooling: Literal["last", "mean"] = "last",
         pad_id: int = 0,
+        prepend: tuple[int, int, int] | None = None,
     ) -> None:
         self.model = model
         self.n_layers = num_layers(model)
@@ -132,6 +136,12 @@ class LayerForward:
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self.prefix: _Prefix | None = None
+        self.prepend = prepend
+        if prepend is not None and not 1 <= prepend[0] < min(prepend[1], self.n_layers):
+            raise ValueError(
+                f"token_prepending {list(prepend[:2])} needs 1 <= start < end and a start "
+                f"below the model's {self.n_layers} blocks"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -139,8 +149,14 @@ class LayerForward:
         return next(self.model.parameters()).device
 
     # -- the pass ---------------------------------------------------------------------
-    def _run(self, **inputs: Any) -> tuple[dict[int, torch.Tensor], Any]:
-        """Forward up to the deepest pooled layer; return states per layer and the cache."""
+    def _run(
+        self, rows: tuple[torch.Tensor, torch.Tensor] | None = None, **inputs: Any
+    ) -> tuple[dict[int, torch.Tensor], Any]:
+        """Forward up to the deepest pooled layer; return states per layer and the cache.
+
+        ``rows`` = (placeholder column, last real column) per row turns Token
+        Prepending on for this pass.
+        """
         captured: dict[int, torch.Tensor] = {}
 
         def make_hook(index: int):
@@ -155,6 +171,16 @@ class LayerForward:
             block.register_forward_pre_hook(make_hook(index), with_kwargs=True)
             for index, block in self._hooked.items()
         ]
+        if rows is not None and self.prepend is not None:
+            # Registered after the capture hooks: hidden_states[i] stays block i-1's
+            # output, as in the reference code, and only the block's input changes.
+            blocks = decoder_layers(self.model)
+            start, end, _ = self.prepend
+            hook = _prepend_hook(*rows)
+            handles += [
+                blocks[i].register_forward_pre_hook(hook, with_kwargs=True)
+                for i in range(start, min(end, self.n_layers))
+            ]
         try:
             out = self.model(**inputs, return_dict=True)
             captured[self.n_layers] = out.last_hidden_state
@@ -229,7 +255,11 @@ class LayerForward:
             inputs[self._cache_kw] = cache
         else:
             inputs.update(attention_mask=mask, use_cache=False)
-        states, _ = self._run(**inputs)
+        rows_info = None
+        if self.prepend is not None:
+            column = torch.full((len(rows),), self.prepend[2] - offset, device=self.device)
+            rows_info = (column, mask.sum(dim=1) - 1)
+        states, _ = self._run(rows_info, **inputs)
         pooled = [self._pool(states[x], mask, ones, x) for x in self.layers]
         return torch.stack(pooled, dim=1) if self.multi else pooled[0]
 
@@ -268,6 +298,21 @@ class LayerForward:
             hidden = torch.cat([prefix, hidden], dim=1)
             mask = torch.cat([ones, mask], dim=1)
         return mean_pool(hidden, mask)
+
+
+def _prepend_hook(column: torch.Tensor, last: torch.Tensor) -> Any:
+    """A block pre-hook writing each row's last real state over its placeholder."""
+
+    def hook(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        rows = torch.arange(len(hidden), device=hidden.device)
+        hidden = hidden.clone()  # the captured hidden_states[i] must stay untouched
+        hidden[rows, column] = hidden[rows, last]
+        if args:
+            return (hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden}
+
+    return hook
 
 
 def _cat_update(layer: Any) -> bool:

@@ -9,6 +9,7 @@ exactly, including the reference code's sentence normalisation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 PLACEHOLDER = "{text}"
@@ -120,6 +121,34 @@ class Template:
             text = NORMALIZERS[self.normalizer](text)
         echo = "" if self.middle is None else self.middle + text
         return (self.prefix + text + echo + self.suffix).strip()
+
+    def with_demonstrations(self, demonstrations: Sequence[Sequence[str]]) -> Template:
+        """This template with worked examples prepended in its own format (ICL).
+
+        Each ``(sentence, word)`` is rendered through the template, answered with
+        ``word``, and its quote closed (PromptEOL's in-context learning, arXiv
+        2307.16645). The examples join the constant prefix, so the prefix cache makes
+        them free per text.
+
+        Args:
+            demonstrations: ``(sentence, word)`` pairs, in order.
+
+        Example:
+            >>> t = Template.parse("eol").with_demonstrations([("A jockey rides.", "Horse")])
+            >>> t.render("A man is dancing")
+            'This sentence : "A jockey rides." means in one word:"Horse". This sentence : \
+"A man is dancing." means in one word:"'
+
+        """
+        if not demonstrations:
+            return self
+        zh = self.normalizer == "zh"
+        opening = self.suffix.rstrip()[-1:]
+        close = {'"': '"', "“": "”", "「": "」"}.get(opening, "")
+        gap = "" if close or zh else " "  # "means something Horse."
+        end = close + ("。" if zh else ". ")
+        shown = "".join(self.render(s) + gap + word + end for s, word in demonstrations)
+        return replace(self, prefix=shown + self.prefix)
 
     @classmethod
     def parse(cls, spec: str | Template) -> Template:
