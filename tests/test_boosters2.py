@@ -134,3 +134,75 @@ def test_token_prepending_with_demonstrations_and_prefix_cache_agree(arch, embed
 def test_token_prepending_start_beyond_the_model_is_refused(embedder_factory):
     with pytest.raises(ValueError, match="below the model's 3 blocks"):
         embedder_factory("llama", token_prepending=(3, 9))
+
+
+# -- contrastive prompting -----------------------------------------------------------------
+def _cp_reference(model, tokenizer, text: str, block: int, alpha: float, layer: int):
+    """Two plain passes of single unpadded prompts through the full model."""
+    from promptembed.templates import AUXILIARY_TEMPLATES
+
+    proj = model.layers[block].self_attn.o_proj
+    aux_ids = tokenizer(AUXILIARY_TEMPLATES["en"].render(text))["input_ids"]
+    ids = tokenizer(Template.parse("eol").render(text))["input_ids"]
+    seen: list[torch.Tensor] = []
+    grab = proj.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0, -1].clone()))
+    with torch.no_grad():
+        model(torch.tensor([aux_ids]))
+    grab.remove()
+
+    def steer(_module, args):
+        x = args[0].clone()
+        x[0, -1] = alpha * (x[0, -1] - seen[0])
+        return (x,)
+
+    handle = proj.register_forward_pre_hook(steer)
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), output_hidden_states=True)
+    handle.remove()
+    return out.hidden_states[layer][0, -1].numpy()
+
+
+@pytest.mark.parametrize("arch_name", ["llama", "qwen2", "gemma3"])
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_contrastive_prompting_equals_two_plain_passes(
+    model_dirs, embedder_factory, tokenizer, arch_name, prefix_cache
+):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_dirs[arch_name]).eval()
+    emb = embedder_factory(
+        arch_name,
+        template="eol",
+        contrastive=(1, 0.7),
+        prefix_cache=prefix_cache,
+        normalize_embeddings=False,
+    )
+    got = emb.embed(TEXTS, batch_size=len(TEXTS))  # one padded batch
+    for text, vec in zip(TEXTS, got):
+        want = _cp_reference(model, tokenizer, text, 1, 0.7, layer=-1)
+        assert _cos(vec, want) > 0.9999
+    plain = embedder_factory(arch_name, template="eol", normalize_embeddings=False)
+    assert _cos(got[0], plain.embed(TEXTS[0])) < 0.9999
+
+
+def test_contrastive_composes_with_demonstrations_and_token_prepending(embedder_factory):
+    fields = {
+        "template": "eol",
+        "contrastive": (1, 1.0),
+        "token_prepending": (1, 2),
+        "demonstrations": DEMOS,
+    }
+    texts = ["short", "a much longer sentence about a man playing a guitar on stage", *TEXTS]
+    emb = embedder_factory("llama", **fields)
+    batched = emb.embed(texts, batch_size=len(texts))
+    alone = np.stack([emb.embed(t, batch_size=1) for t in texts])
+    np.testing.assert_allclose(batched, alone, atol=2e-5)
+    uncached = embedder_factory("llama", prefix_cache=False, **fields).embed(texts)
+    np.testing.assert_allclose(batched, uncached, atol=2e-5)
+
+
+def test_contrastive_refuses_what_it_cannot_do(embedder_factory):
+    with pytest.raises(ValueError, match=r"self_attn\.o_proj"):
+        embedder_factory("gpt2", contrastive=(1, 1.0))
+    with pytest.raises(ValueError, match="before the pooled layer"):
+        embedder_factory("llama", template="eol@-2", contrastive=(2, 1.0))

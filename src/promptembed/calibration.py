@@ -33,6 +33,7 @@ _FIT_FIELDS = (
     "normalize_text",
     "demonstrations",
     "token_prepending",
+    "contrastive",
 )
 
 

@@ -39,6 +39,7 @@ IDENTITY_FIELDS = (
     "max_length",
     "demonstrations",
     "token_prepending",
+    "contrastive",
 )
 
 
@@ -129,6 +130,24 @@ class EmbedderConfig(BaseModel):
         "(0-based, start >= 1) whose input at a placeholder token before the text is "
         "overwritten with the previous block's output at the pooled token; off when unset.",
     )
+
+    contrastive: tuple[int, float] | None = Field(
+        None,
+        description="Contrastive prompting (arXiv 2505.12831): `[block, alpha]`; in that "
+        "decoder block (0-based) the pooled token's attention values become "
+        "alpha * (own - those of an auxiliary 'irrelevant information' prompt). Costs a "
+        "second pass up to that block per text; off when unset.",
+    )
+
+    @field_validator("contrastive")
+    @classmethod
+    def _check_contrastive(cls, value: tuple[int, float] | None) -> tuple[int, float] | None:
+        if value is not None and (value[0] < 0 or value[1] <= 0):
+            raise ValueError(
+                f"contrastive must be [block, alpha] with block >= 0 and alpha > 0, "
+                f"got {list(value)}"
+            )
+        return value
 
     @field_validator("demonstrations")
     @classmethod

@@ -13,7 +13,7 @@ import numpy as np
 
 from promptembed.batching import plan_batches
 from promptembed.config import EmbedderConfig
-from promptembed.templates import Template
+from promptembed.templates import AUXILIARY_TEMPLATES, Template
 
 if TYPE_CHECKING:
     import torch
@@ -57,10 +57,12 @@ class _Route:
         prompts: PromptTokenizer,
         forwards: list[LayerForward],
         cache: EmbeddingCache | None,
+        aux: _Route | None = None,
     ) -> None:
         self.prompts = prompts
         self.forwards = forwards
         self.cache = cache
+        self.aux = aux  # contrastive prompting's auxiliary prompt, run up to its block
 
     @property
     def forward(self) -> LayerForward:
@@ -173,12 +175,21 @@ class PromptEmbedder:
         if cfg.token_prepending is not None:
             prepend = (*cfg.token_prepending, prompts.placeholder_index)
         forwards = [
-            LayerForward(m, chosen, cfg.pooling, pad_id=pad, prepend=prepend) for m in self._models
+            LayerForward(
+                m, chosen, cfg.pooling, pad_id=pad, prepend=prepend, contrast=cfg.contrastive
+            )
+            for m in self._models
         ]
-        if cfg.prefix_cache and prompts.prefix_ids:
-            for forward, lock in zip(forwards, self._locks):
-                with lock:
-                    forward.set_prefix(prompts.prefix_ids)
+        self._cache_prefix(forwards, prompts)
+        aux = None
+        if cfg.contrastive is not None:
+            aux_prompts = PromptTokenizer(
+                tok, AUXILIARY_TEMPLATES[template.normalizer], cfg.max_length, cfg.normalize_text
+            )
+            block = cfg.contrastive[0]
+            aux_forwards = [LayerForward(m, block + 1, pad_id=pad) for m in self._models]
+            self._cache_prefix(aux_forwards, aux_prompts)
+            aux = _Route(aux_prompts, aux_forwards, None)
         forward = forwards[0]
         cache = None
         if cfg.embedding_cache and layers is None:
@@ -198,7 +209,13 @@ class PromptEmbedder:
                 "dtype": str(self._loaded.dtype),
             }
             cache = EmbeddingCache(cfg.embedding_cache, identity)
-        return _Route(prompts, forwards, cache)
+        return _Route(prompts, forwards, cache, aux)
+
+    def _cache_prefix(self, forwards: list[LayerForward], prompts: PromptTokenizer) -> None:
+        if self.config.prefix_cache and prompts.prefix_ids:
+            for forward, lock in zip(forwards, self._locks):
+                with lock:
+                    forward.set_prefix(prompts.prefix_ids)
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -387,6 +404,7 @@ class PromptEmbedder:
             return out
         with self._tokenizer_lock:
             ids, truncated = route.prompts.encode(texts)
+            aux_ids = route.aux.prompts.encode(texts)[0] if route.aux else None
         if truncated:
             warnings.warn(
                 f"{truncated} of {len(texts)} texts were truncated to fit max_length="
@@ -407,7 +425,10 @@ class PromptEmbedder:
 
         def run(replica: int, group: bool, index: list[int]) -> None:
             with self._locks[replica]:
-                vectors = route.forwards[replica]([ids[i] for i in index], with_prefix=group)
+                subtract = _auxiliary(route, replica, aux_ids, index)
+                vectors = route.forwards[replica](
+                    [ids[i] for i in index], with_prefix=group, subtract=subtract
+                )
                 out[index] = vectors.cpu().numpy()  # one host copy per batch
             bar.update(len(index))
 
@@ -431,6 +452,16 @@ class PromptEmbedder:
             for future in [pool.submit(worker, r) for r in range(len(self._models))]:
                 future.result()
         return out
+
+
+def _auxiliary(
+    route: _Route, replica: int, aux_ids: list[list[int]] | None, index: list[int]
+) -> torch.Tensor | None:
+    """Contrastive prompting: the auxiliary prompts' values for one batch (None: off)."""
+    if route.aux is None or aux_ids is None:
+        return None
+    block = route.forwards[replica].contrast[0]
+    return route.aux.forwards[replica].values([aux_ids[i] for i in index], block)
 
 
 def _placeholder_id(tokenizer: Any) -> int:

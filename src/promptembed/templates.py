@@ -255,3 +255,17 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
     ),
 }
 """The built-in templates, keyed by name."""
+
+AUXILIARY_TEMPLATES: dict[str, Template] = {
+    # Contrastive prompting (arXiv 2505.12831): a prompt that draws out what is *not*
+    # essential in the sentence, subtracted from the normal prompt's values.
+    "en": Template(
+        "irrelevant",
+        'The irrelevant information of this sentence : "',
+        '" means in one word:"',
+    ),
+    "zh": Template(
+        "zh-irrelevant", "这句话中无关紧要的信息：“", "”用一个词来概括就是：“", normalizer="zh"
+    ),
+}
+"""The auxiliary prompt of contrastive prompting, by the main template's normaliser."""

@@ -172,7 +172,10 @@ def tune_cmd(
         )
         best = result.best
         winner = list(best.templates) if len(best.templates) > 1 else best.templates[0]
-        chosen = base.model_copy(update={"template": winner, **best.variant})
+        # Validated (not model_copy): the variant's lists become the fields' tuples.
+        chosen = type(base).model_validate(
+            {**base.model_dump(), "template": winner, **best.variant}
+        )
         # Without --write a calibration still has to exist to score the winner on dev.
         folder = config.parent if write else Path(tempfile.mkdtemp(prefix="promptembed-"))
         calibration_name = _fit_winner(embedder, chosen, best, texts, folder)
@@ -188,7 +191,7 @@ def tune_cmd(
         summary = {"winner": best.__dict__, "selection": best.spearman, "pairs": len(pairs)}
         if dev is not None:
             path = str(folder / calibration_name) if calibration_name else None
-            final = chosen.model_copy(update={"calibration": path})
+            final = type(chosen).model_validate({**chosen.model_dump(), "calibration": path})
             scored = PromptEmbedder(config=final)  # exactly what `eval sts --config` loads
             summary["dev"] = round(evaluate_sts(scored, read_sts(dev)).spearman, 2)
             summary["difference"] = round(summary["dev"] - best.spearman, 2)
