@@ -23,6 +23,10 @@ csv.writer(sys.stdout).writerows(s)" > "$res/stsb-$lang-selection500.csv"
         --data "$res/stsb-en-selection500.csv" > "$res/shipped-smollm2-en-selection.json" ;;
     probe-smollm2)  # raw Spearman: plain ke, + one demonstration (first 500 of 1500 held out)
       python benchmarks/boosters2/probe.py smollm2-135m en ke 0,1 > "$res/probe-smollm2-en.jsonl" ;;
+    probe-smollm2-tp)  # raw Spearman with Token Prepending 1-4
+      python benchmarks/boosters2/probe.py smollm2-135m en ke 3 > "$res/probe-smollm2-en-tp.jsonl" ;;
+    probe-smollm2-cp)  # raw Spearman with contrastive prompting at block 8, alpha 1
+      python benchmarks/boosters2/probe.py smollm2-135m en ke 5 > "$res/probe-smollm2-en-cp.jsonl" ;;
     probe-gemma-zh)
       python benchmarks/boosters2/probe.py gemma-3-270m zh zh-eol@-3 1,0 > "$res/probe-gemma-zh.jsonl" ;;
     candidate-smollm2)  # ke + one demonstration, calibration picked on selection, dev once

@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python benchmarks/boosters2/probe.py smollm2-135m en ke [0,1,...]
 
 The selection pairs are ``split_train``'s (seed 0, 1500 held out, first 500 scored);
-variants: 0 plain, 1 one demonstration, 2 two demonstrations, 3 TP 1-4, 4 TP 1-99.
+variants: 0 plain, 1 one demonstration, 2 two demonstrations, 3 TP 1-4, 4 TP 1-99,
+5 contrastive at block 8 with alpha 1.
 One JSON line per variant.
 """
 
@@ -41,6 +42,7 @@ def main() -> None:
         {"demonstrations": demos[:2]},
         {"token_prepending": (1, 4)},
         {"token_prepending": (1, 99)},
+        {"contrastive": (8, 1.0)},
     ]
     chosen = sys.argv[4].split(",") if len(sys.argv) > 4 else range(len(variants))
     base = PromptEmbedder(model, template=template, device="cpu")
