@@ -33,6 +33,11 @@ csv.writer(sys.stdout).writerows(s)" > "$res/stsb-$lang-selection500.csv"
       python benchmarks/boosters2_candidate.py --base examples/configs/best-smollm2-en.toml \
         --lang en --set 'demonstrations=[["A dog rides a skateboard.", "Skateboarding"]]' \
         --out /tmp/cand15/smollm2-icl/best-smollm2-en.toml > "$res/candidate-smollm2-en-icl.json" ;;
+    icl-gemma-dev)  # Gemma, one template + one demonstration, no calibration, on dev
+      for lang in en zh; do
+        promptembed eval sts --json --config "benchmarks/boosters2/icl-gemma-$lang.toml" \
+          --data "$data/stsb-$lang-dev.csv" > "$res/icl-gemma-$lang-dev.json"
+      done ;;
     cost)  # cost per text of each technique against the plain template (ratios)
       python benchmarks/bench_boosters2.py --model smollm2-135m --template ke --n 32 \
         > "$res/cost-smollm2-ke.json" ;;
