@@ -48,6 +48,9 @@ CHANGED = {
     "model_kwargs": {"attn_implementation": "eager"},
     "token_env": "MY_TOKEN",
     "device_map": "auto",
+    "demonstrations": [("A jockey riding a horse.", "Equestrian")],
+    "token_prepending": (1, 3),
+    "contrastive": (2, 1.0),
 }
 
 

@@ -149,3 +149,83 @@ def test_tune_tries_whitening_and_the_cli_writes_that_calibration(
         assert cal.fitted_on["method"] == "whiten" and cal.dimension == 8
     else:
         assert cfg.embedder.calibration is None
+
+
+def _train_pairs(n: int = 40) -> list[tuple[str, str, float]]:
+    things = ["guitar", "horse", "onion", "stock", "cat", "dog", "train", "bread"]
+    return [
+        (f"A man likes the {things[i % 8]} {i}.", f"Someone sees a {things[(i * 3) % 8]}.", i % 5)
+        for i in range(n)
+    ]
+
+
+def test_split_train_is_deterministic_and_keeps_selection_sentences_out_of_fit():
+    from promptembed.tune import split_train
+
+    pairs = [*_train_pairs(), ("A man likes the guitar 0.", "shared with a selected row", 3.0)]
+    fit, selection = split_train(pairs, selection=10)
+    assert (fit, selection) == split_train(pairs, selection=10)  # same split every time
+    assert len(selection) == 10 and set(selection) <= set(pairs)
+    held = {s for a, b, _ in selection for s in (a, b)}
+    assert not held & {s for a, b, _ in fit for s in (a, b)}
+    assert len(fit) + len(selection) <= len(pairs)
+    with pytest.raises(ValueError, match=r"selection must be in 1\.\.40"):
+        split_train(pairs, selection=41)
+
+
+def test_tune_cli_selects_on_train_then_scores_dev_once(config_file, tmp_path):
+    import json
+
+    from promptembed.evaluate import evaluate_sts, read_sts
+    from promptembed.tune import split_train
+
+    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    train.write_text("".join(f'"{a}","{b}",{s}\n' for a, b, s in _train_pairs()))
+    dev.write_text("".join(f'"{a}","{b}",{s}\n' for a, b, s in PAIRS))
+    fit, _selection = split_train(read_sts(train), selection=12)
+    demos = tmp_path / "demos.json"
+    demos.write_text(json.dumps([[fit[0][0], "Guitar"], [fit[1][0], "Horse"]]))
+    base = ["tune", "--config", str(config_file), "--train", str(train), "--dev", str(dev)]
+    args = ["--selection-size", "12", "--templates", "eol", "--demonstrations", str(demos)]
+    result = CliRunner().invoke(app, [*base, *args, "--token-prepending", "1-2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary, rows = (json.loads(x) for x in result.stdout.strip().splitlines()[-2:])
+    variants = {json.dumps(r["variant"]) for r in rows}
+    assert len(variants) == 4  # plain, each demonstration, one TP span
+    assert summary["pairs"] == 12 and summary["selection"] == rows[0]["spearman"]
+    # The dev number is what `promptembed eval sts --config` gets from the written config.
+    cfg = load_config(config_file).embedder
+    assert cfg.demonstrations == rows[0]["variant"].get("demonstrations")
+    direct = evaluate_sts(PromptEmbedder(config=cfg), read_sts(dev)).spearman
+    assert summary["dev"] == pytest.approx(direct, abs=0.01)
+    assert summary["difference"] == pytest.approx(summary["dev"] - summary["selection"], abs=0.01)
+
+
+def test_tune_cli_refuses_demonstrations_from_the_selection_part(config_file, tmp_path):
+    import json
+
+    from promptembed.evaluate import read_sts
+    from promptembed.tune import split_train
+
+    train = tmp_path / "train.csv"
+    train.write_text("".join(f'"{a}","{b}",{s}\n' for a, b, s in _train_pairs()))
+    _, selection = split_train(read_sts(train), selection=12)
+    demos = tmp_path / "demos.json"
+    demos.write_text(json.dumps([[selection[0][0], "Leak"]]))
+    before = config_file.read_text()
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            "--config",
+            str(config_file),
+            "--train",
+            str(train),
+            "--selection-size",
+            "12",
+            "--demonstrations",
+            str(demos),
+        ],
+    )
+    assert result.exit_code != 0 and "fit part" in result.output
+    assert config_file.read_text() == before  # nothing written

@@ -21,8 +21,18 @@ import numpy as np
 
 from promptembed.identity import FIT_FIELDS, fit_record, hash_in_name
 
-# Fit fields recorded only since calibration files carry max_length and query_template.
-_LATER_FIELDS = frozenset({"max_length", "query_template", "revision", "model_kwargs"})
+# Fit fields that calibration files written by earlier versions do not record.
+_LATER_FIELDS = frozenset(
+    {
+        "max_length",
+        "query_template",
+        "revision",
+        "model_kwargs",
+        "demonstrations",
+        "token_prepending",
+        "contrastive",
+    }
+)
 
 if TYPE_CHECKING:
     from promptembed.config import EmbedderConfig

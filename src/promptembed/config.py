@@ -184,6 +184,58 @@ class EmbedderConfig(BaseModel):
         # canonical JSON, which equal configs share (embedders are shared per config).
         return hash(json.dumps(self.model_dump(), sort_keys=True, default=str))
 
+    # -- boosters II: in-context demonstrations and Token Prepending ------------------
+    demonstrations: list[tuple[str, str]] | None = Field(
+        None,
+        description="In-context examples `[[sentence, word], ...]` shown before the text in "
+        "each template's own format (PromptEOL ICL); part of the cached prefix, so free "
+        "per text.",
+    )
+    token_prepending: tuple[int, int] | None = Field(
+        None,
+        description="Token Prepending (arXiv 2412.11556): `[start, end]` decoder blocks "
+        "(0-based, start >= 1) whose input at a placeholder token before the text is "
+        "overwritten with the previous block's output at the pooled token; off when unset.",
+    )
+
+    contrastive: tuple[int, float] | None = Field(
+        None,
+        description="Contrastive prompting (arXiv 2505.12831): `[block, alpha]`; in that "
+        "decoder block (0-based) the pooled token's attention values become "
+        "alpha * (own - those of an auxiliary 'irrelevant information' prompt). Costs a "
+        "second pass up to that block per text; off when unset.",
+    )
+
+    @field_validator("contrastive")
+    @classmethod
+    def _check_contrastive(cls, value: tuple[int, float] | None) -> tuple[int, float] | None:
+        if value is not None and (value[0] < 0 or value[1] <= 0):
+            raise ValueError(
+                f"contrastive must be [block, alpha] with block >= 0 and alpha > 0, "
+                f"got {list(value)}"
+            )
+        return value
+
+    @field_validator("demonstrations")
+    @classmethod
+    def _check_demonstrations(
+        cls, value: list[tuple[str, str]] | None
+    ) -> list[tuple[str, str]] | None:
+        if value is not None and any(not s.strip() or not w.strip() for s, w in value):
+            raise ValueError(
+                f"each demonstration needs a non-empty sentence and word, got {value!r}"
+            )
+        return value or None
+
+    @field_validator("token_prepending")
+    @classmethod
+    def _check_token_prepending(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] < value[1]:
+            raise ValueError(
+                f"token_prepending must be [start, end] with 1 <= start < end, got {list(value)}"
+            )
+        return value
+
     @field_validator("template", "query_template")
     @classmethod
     def _check_template(cls, value: str | list[str] | None) -> str | list[str] | None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from promptembed.batching import plan_batches
 from promptembed.config import EmbedderConfig
-from promptembed.templates import Template
+from promptembed.templates import AUXILIARY_TEMPLATES, Template
 
 if TYPE_CHECKING:
     import torch
@@ -79,10 +79,12 @@ class _Route:
         prompts: PromptTokenizer,
         forwards: list[LayerForward],
         cache: EmbeddingCache | None,
+        aux: _Route | None = None,
     ) -> None:
         self.prompts = prompts
         self.forwards = forwards
         self.cache = cache
+        self.aux = aux  # contrastive prompting's auxiliary prompt, run up to its block
 
     @property
     def forward(self) -> LayerForward:
@@ -183,8 +185,9 @@ class PromptEmbedder:
         from promptembed.prompts import PromptTokenizer
 
         cfg, tok = self.config, self._loaded.tokenizer
-        template = Template.parse(spec)
-        prompts = PromptTokenizer(tok, template, cfg.max_length, cfg.normalize_text)
+        template = Template.parse(spec).with_demonstrations(cfg.demonstrations or [])
+        placeholder = _placeholder_id(tok) if cfg.token_prepending else None
+        prompts = PromptTokenizer(tok, template, cfg.max_length, cfg.normalize_text, placeholder)
         # Pads sit right of every real token, so any id the embedding table has will do;
         # some tokenizers' pad id lies outside the model's vocabulary.
         vocab = self._loaded.model.get_input_embeddings().num_embeddings
@@ -192,11 +195,25 @@ class PromptEmbedder:
         pad = next((t for t in candidates if t is not None and 0 <= t < vocab), 0)
         layer = cfg.layer if cfg.layer is not None else template.layer
         chosen: int | list[int] = layers if layers is not None else layer
-        forwards = [LayerForward(m, chosen, cfg.pooling, pad_id=pad) for m in self._models]
-        if cfg.prefix_cache and prompts.prefix_ids:
-            for forward, lock in zip(forwards, self._locks):
-                with lock:
-                    forward.set_prefix(prompts.prefix_ids)
+        prepend = None
+        if cfg.token_prepending is not None:
+            prepend = (*cfg.token_prepending, prompts.placeholder_index)
+        forwards = [
+            LayerForward(
+                m, chosen, cfg.pooling, pad_id=pad, prepend=prepend, contrast=cfg.contrastive
+            )
+            for m in self._models
+        ]
+        self._cache_prefix(forwards, prompts)
+        aux = None
+        if cfg.contrastive is not None:
+            aux_prompts = PromptTokenizer(
+                tok, AUXILIARY_TEMPLATES[template.normalizer], cfg.max_length, cfg.normalize_text
+            )
+            block = cfg.contrastive[0]
+            aux_forwards = [LayerForward(m, block + 1, pad_id=pad) for m in self._models]
+            self._cache_prefix(aux_forwards, aux_prompts)
+            aux = _Route(aux_prompts, aux_forwards, None)
         forward = forwards[0]
         cache = None
         if cfg.embedding_cache and layers is None:
@@ -217,7 +234,13 @@ class PromptEmbedder:
                 "normalize": prompts.normalize,
             }
             cache = EmbeddingCache(cfg.embedding_cache, {**identity, "route": route})
-        return _Route(prompts, forwards, cache)
+        return _Route(prompts, forwards, cache, aux)
+
+    def _cache_prefix(self, forwards: list[LayerForward], prompts: PromptTokenizer) -> None:
+        if self.config.prefix_cache and prompts.prefix_ids:
+            for forward, lock in zip(forwards, self._locks):
+                with lock:
+                    forward.set_prefix(prompts.prefix_ids)
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -447,6 +470,7 @@ class PromptEmbedder:
             return out
         with self._tokenizer_lock:
             ids, truncated = route.prompts.encode(texts)
+            aux_ids = route.aux.prompts.encode(texts)[0] if route.aux else None
         if truncated:
             warnings.warn(
                 f"{truncated} of {len(texts)} texts were truncated to fit max_length="
@@ -467,7 +491,10 @@ class PromptEmbedder:
 
         def run(replica: int, group: bool, index: list[int]) -> None:
             with self._locks[replica]:
-                vectors = route.forwards[replica]([ids[i] for i in index], with_prefix=group)
+                subtract = _auxiliary(route, replica, aux_ids, index)
+                vectors = route.forwards[replica](
+                    [ids[i] for i in index], with_prefix=group, subtract=subtract
+                )
                 out[index] = vectors.cpu().numpy()  # one host copy per batch
             bar.update(len(index))
 
@@ -521,6 +548,30 @@ class _NoBar:
 
 
 _NO_BAR = _NoBar()
+
+
+def _auxiliary(
+    route: _Route, replica: int, aux_ids: list[list[int]] | None, index: list[int]
+) -> torch.Tensor | None:
+    """Contrastive prompting: the auxiliary prompts' values for one batch (None: off)."""
+    if route.aux is None or aux_ids is None:
+        return None
+    block = route.forwards[replica].contrast[0]
+    return route.aux.forwards[replica].values([aux_ids[i] for i in index], block)
+
+
+def _placeholder_id(tokenizer: Any) -> int:
+    """The Token Prepending placeholder: the token of a lone space, else EOS/BOS.
+
+    Its own embedding only reaches the blocks before ``token_prepending``'s start
+    (from there on its state is overwritten), so a neutral existing token serves
+    where the reference code adds a new, randomly initialised one.
+    """
+    space = tokenizer(" ", add_special_tokens=False)["input_ids"]
+    if len(space) == 1:
+        return int(space[0])
+    fallback = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else None
+    return int(fallback if fallback is not None else tokenizer.bos_token_id or 0)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

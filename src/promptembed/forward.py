@@ -95,6 +95,11 @@ class LayerForward:
             (one pass, stopping after the deepest), as `tune` needs.
         pooling: ``last`` or ``mean``.
         pad_id: Token id used for (right) padding; never attended to by real tokens.
+        prepend: Token Prepending: ``(start, end, index)``. The input of blocks
+            ``start..end-1`` at prompt position ``index`` (a placeholder) is overwritten
+            with the pooled (last real) token's state, i.e. the previous block's output.
+        contrast: Contrastive prompting ``(block, alpha)``: in that block, the last
+            token's contextualised values become ``alpha * (own - auxiliary)``.
 
     Example:
         >>> from transformers import LlamaConfig, LlamaModel
@@ -112,6 +117,8 @@ class LayerForward:
         layer: int | Sequence[int],
         pooling: Literal["last", "mean"] = "last",
         pad_id: int = 0,
+        prepend: tuple[int, int, int] | None = None,
+        contrast: tuple[int, float] | None = None,
     ) -> None:
         self.model = model
         self.n_layers = num_layers(model)
@@ -132,6 +139,20 @@ class LayerForward:
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self.prefix: _Prefix | None = None
+        self.prepend = prepend
+        self.contrast = contrast
+        if contrast is not None:
+            value_projection(model, contrast[0])  # refuse an unsupported block early
+            if contrast[0] >= max(self.layers):
+                raise ValueError(
+                    f"contrastive block {contrast[0]} must come before the pooled layer "
+                    f"(hidden_states index {max(self.layers)}), or it cannot change it"
+                )
+        if prepend is not None and not 1 <= prepend[0] < min(prepend[1], self.n_layers):
+            raise ValueError(
+                f"token_prepending {list(prepend[:2])} needs 1 <= start < end and a start "
+                f"below the model's {self.n_layers} blocks"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -139,8 +160,15 @@ class LayerForward:
         return next(self.model.parameters()).device
 
     # -- the pass ---------------------------------------------------------------------
-    def _run(self, **inputs: Any) -> tuple[dict[int, torch.Tensor], Any]:
-        """Forward up to the deepest pooled layer; return states per layer and the cache."""
+    def _run(
+        self, extra: Sequence[tuple[nn.Module, Any]] = (), **inputs: Any
+    ) -> tuple[dict[int, torch.Tensor], Any]:
+        """Forward up to the deepest pooled layer; return states per layer and the cache.
+
+        ``extra`` holds more ``(module, forward pre-hook)`` pairs for this pass only
+        (Token Prepending, contrastive steering); they run after the capture hooks, so
+        ``hidden_states[i]`` stays block ``i-1``'s output, as in the reference code.
+        """
         captured: dict[int, torch.Tensor] = {}
 
         def make_hook(index: int):
@@ -155,6 +183,7 @@ class LayerForward:
             block.register_forward_pre_hook(make_hook(index), with_kwargs=True)
             for index, block in self._hooked.items()
         ]
+        handles += [module.register_forward_pre_hook(h, with_kwargs=True) for module, h in extra]
         try:
             out = self.model(**inputs, return_dict=True)
             captured[self.n_layers] = out.last_hidden_state
@@ -196,19 +225,65 @@ class LayerForward:
 
     @torch.inference_mode()
     def __call__(
-        self, batch: Sequence[Sequence[int]], *, with_prefix: bool = False
+        self,
+        batch: Sequence[Sequence[int]],
+        *,
+        with_prefix: bool = False,
+        subtract: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pool one batch of token-id lists.
 
         Args:
             batch: Token ids per prompt (unpadded, any lengths).
             with_prefix: All prompts start with the cached prefix; run only their rest.
+            subtract: Contrastive prompting: per row, the auxiliary prompt's
+                contextualised values (:meth:`values`) to steer away from.
 
         Returns:
             float32 on the model's device: ``(batch, dim)`` for one layer, or
             ``(batch, len(layers), dim)`` when built with several.
 
         """
+        inputs, mask, ones = self._inputs(batch, with_prefix)
+        last = mask.sum(dim=1) - 1
+        extra: list[tuple[nn.Module, Any]] = []
+        if self.prepend is not None:
+            start, end, at = self.prepend
+            column = torch.full_like(last, at - ones.shape[1])
+            blocks = decoder_layers(self.model)
+            hook = _prepend_hook(column, last)
+            extra += [(blocks[i], hook) for i in range(start, min(end, self.n_layers))]
+        if self.contrast is not None and subtract is not None:
+            block, alpha = self.contrast
+            extra.append((value_projection(self.model, block), _steer_hook(last, subtract, alpha)))
+        states, _ = self._run(extra, **inputs)
+        pooled = [self._pool(states[x], mask, ones, x) for x in self.layers]
+        return torch.stack(pooled, dim=1) if self.multi else pooled[0]
+
+    @torch.inference_mode()
+    def values(self, batch: Sequence[Sequence[int]], block: int) -> torch.Tensor:
+        """Contextualised values of ``block`` at each prompt's last token.
+
+        They are the input of the block's attention output projection; the pass stops
+        there. Prompts that start with the cached prefix reuse it, the others run whole.
+        """
+        proj = value_projection(self.model, block)
+        out = torch.empty((len(batch), proj.in_features), device=self.device)
+        use = [self.uses_prefix(x) for x in batch]
+        for group in (True, False):
+            index = [i for i, u in enumerate(use) if u is group]
+            if not index:
+                continue
+            inputs, mask, _ = self._inputs([batch[i] for i in index], group)
+            got: list[torch.Tensor] = []
+            self._run([(proj, _grab_hook(mask.sum(dim=1) - 1, got))], **inputs)
+            out[index] = got[0]
+        return out
+
+    def _inputs(
+        self, batch: Sequence[Sequence[int]], with_prefix: bool
+    ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+        """Right-padded model inputs, the mask of real tokens, and the prefix's ones."""
         offset = len(self.prefix.ids) if with_prefix and self.prefix is not None else 0
         rows = [list(ids[offset:]) for ids in batch]
         width = max(len(r) for r in rows)
@@ -229,9 +304,7 @@ class LayerForward:
             inputs[self._cache_kw] = cache
         else:
             inputs.update(attention_mask=mask, use_cache=False)
-        states, _ = self._run(**inputs)
-        pooled = [self._pool(states[x], mask, ones, x) for x in self.layers]
-        return torch.stack(pooled, dim=1) if self.multi else pooled[0]
+        return inputs, mask, ones
 
     def _batch_cache(self, size: int) -> Any:
         """The prefix cache for a batch of ``size`` rows.
@@ -275,6 +348,64 @@ class LayerForward:
             hidden = torch.cat([prefix, hidden], dim=1)
             mask = torch.cat([ones, mask], dim=1)
         return mean_pool(hidden, mask)
+
+
+def value_projection(model: nn.Module, block: int) -> nn.Module:
+    """The attention output projection of a block (Llama/Gemma/Qwen ``self_attn.o_proj``).
+
+    Its input is what contrastive prompting calls the contextualised value vectors.
+
+    Raises:
+        ValueError: If the block has none (GPT-2, OPT) or the index is out of range.
+    """
+    blocks = decoder_layers(model)
+    if not 0 <= block < len(blocks):
+        raise ValueError(f"contrastive block must be in 0..{len(blocks) - 1}, got {block}")
+    proj = getattr(getattr(blocks[block], "self_attn", None), "o_proj", None)
+    if proj is None:
+        raise ValueError(
+            "contrastive prompting needs blocks with self_attn.o_proj (Llama, Gemma, Qwen); "
+            f"{type(model).__name__} has none"
+        )
+    return proj
+
+
+def _steer_hook(last: torch.Tensor, subtract: torch.Tensor, alpha: float) -> Any:
+    """An ``o_proj`` pre-hook: the last token's values become ``alpha * (own - aux)``."""
+
+    def hook(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        x = (args[0] if args else kwargs["input"]).clone()
+        rows = torch.arange(len(x), device=x.device)
+        x[rows, last] = alpha * (x[rows, last] - subtract.to(x.dtype))
+        return ((x, *args[1:]), kwargs) if args else (args, {**kwargs, "input": x})
+
+    return hook
+
+
+def _grab_hook(last: torch.Tensor, got: list[torch.Tensor]) -> Any:
+    """An ``o_proj`` pre-hook keeping the last token's input, then stopping the pass."""
+
+    def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else kwargs["input"]
+        got.append(x[torch.arange(len(x), device=x.device), last].float())
+        raise _EarlyExit
+
+    return hook
+
+
+def _prepend_hook(column: torch.Tensor, last: torch.Tensor) -> Any:
+    """A block pre-hook writing each row's last real state over its placeholder."""
+
+    def hook(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        rows = torch.arange(len(hidden), device=hidden.device)
+        hidden = hidden.clone()  # the captured hidden_states[i] must stay untouched
+        hidden[rows, column] = hidden[rows, last]
+        if args:
+            return (hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden}
+
+    return hook
 
 
 def _cat_update(layer: Any) -> bool:

@@ -51,6 +51,9 @@ VECTOR_FIELDS = (
     "max_length",
     "revision",
     "model_kwargs",
+    "demonstrations",
+    "token_prepending",
+    "contrastive",
 )
 # Fields that change the vectors but are recorded in their own form.
 CALIBRATION_FIELD = "calibration"  # by content hash

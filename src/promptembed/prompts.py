@@ -40,13 +40,22 @@ class PromptTokenizer:
     """
 
     def __init__(
-        self, tokenizer: Any, template: Template, max_length: int, normalize: bool = True
+        self,
+        tokenizer: Any,
+        template: Template,
+        max_length: int,
+        normalize: bool = True,
+        placeholder: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.template = template
         self.max_length = max_length
         self.normalize = normalize and template.normalize
-        overhead = len(self._ids(template.render("", normalize=False)))
+        self.placeholder = placeholder
+        # With a placeholder (Token Prepending) the prompt is the prefix's ids, the
+        # placeholder, then the rest's ids: tokenised apart, so the cut is exact.
+        self._head = self._ids(template.prefix.lstrip()) if placeholder is not None else []
+        overhead = len(self._prompt_ids(""))
         if overhead >= max_length:
             raise ValueError(
                 f"template {template.name!r} takes {overhead} tokens on its own, which leaves no "
@@ -56,12 +65,35 @@ class PromptTokenizer:
         # The prefix's own tokenisation; the forward pass verifies per prompt that the
         # prompt really starts with these ids before reusing their cache.
         self.prefix_ids: list[int] = self._ids(prefix)[:-1] if prefix else []
+        if placeholder is not None:
+            self.prefix_ids = list(self._head)
         self._fallback_id = next(
             (t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id) if t is not None), 0
         )
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    @property
+    def placeholder_index(self) -> int | None:
+        """Where the Token Prepending placeholder sits in every prompt (None: off)."""
+        return len(self._head) if self.placeholder is not None else None
+
+    def _prompt_ids(self, text: str) -> list[int]:
+        """Ids of one prompt whose text is already normalised."""
+        prompt = self.template.render(text, normalize=False)
+        if self.placeholder is None:
+            return self._ids(prompt)
+        return self._join(self._rest(prompt))
+
+    def _rest(self, prompt: str) -> str:
+        """The prompt after the prefix (render strips, so cut by the stripped prefix)."""
+        return prompt[len(self.template.prefix.lstrip()) :]
+
+    def _join(self, rest: str | list[int]) -> list[int]:
+        if isinstance(rest, str):
+            rest = self.tokenizer(rest, add_special_tokens=False)["input_ids"]
+        return [*self._head, self.placeholder, *rest]
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
         """Token ids of each text's prompt, and how many texts were truncated."""
@@ -81,9 +113,14 @@ class PromptTokenizer:
 
     def _encode_part(self, texts: Sequence[str], cut: Sequence[str]) -> tuple[list[list[int]], int]:
         prompts = [self.template.render(t, normalize=False) for t in cut]
-        batch = self.tokenizer(prompts, add_special_tokens=True, return_attention_mask=False)[
-            "input_ids"
-        ]
+        if self.placeholder is None:
+            batch = self.tokenizer(prompts, add_special_tokens=True, return_attention_mask=False)[
+                "input_ids"
+            ]
+        else:
+            rests = [self._rest(p) for p in prompts]
+            tails = self.tokenizer(rests, add_special_tokens=False, return_attention_mask=False)
+            batch = [self._join(list(ids)) for ids in tails["input_ids"]]
         out: list[list[int]] = []
         truncated = 0
         for original, text, ids in zip(texts, cut, batch):
@@ -111,7 +148,7 @@ class PromptTokenizer:
         for _ in range(16):
             keep = max(keep, 0)
             head = text[: ends[keep - 1]] if keep > 0 else ""
-            ids = self._ids(self.template.render(head, normalize=False))
+            ids = self._prompt_ids(head)
             if len(ids) <= self.max_length or keep == 0:
                 return ids
             keep -= -(-(len(ids) - self.max_length) // copies)

@@ -9,6 +9,7 @@ exactly, including the reference code's sentence normalisation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 PLACEHOLDER = "{text}"
@@ -121,6 +122,34 @@ class Template:
         echo = "" if self.middle is None else self.middle + text
         return (self.prefix + text + echo + self.suffix).strip()
 
+    def with_demonstrations(self, demonstrations: Sequence[Sequence[str]]) -> Template:
+        """This template with worked examples prepended in its own format (ICL).
+
+        Each ``(sentence, word)`` is rendered through the template, answered with
+        ``word``, and its quote closed (PromptEOL's in-context learning, arXiv
+        2307.16645). The examples join the constant prefix, so the prefix cache makes
+        them free per text.
+
+        Args:
+            demonstrations: ``(sentence, word)`` pairs, in order.
+
+        Example:
+            >>> t = Template.parse("eol").with_demonstrations([("A jockey rides.", "Horse")])
+            >>> t.render("A man is dancing")
+            'This sentence : "A jockey rides." means in one word:"Horse". This sentence : \
+"A man is dancing." means in one word:"'
+
+        """
+        if not demonstrations:
+            return self
+        zh = self.normalizer == "zh"
+        opening = self.suffix.rstrip()[-1:]
+        close = {'"': '"', "“": "”", "「": "」"}.get(opening, "")
+        gap = "" if close or zh else " "  # "means something Horse."
+        end = close + ("。" if zh else ". ")
+        shown = "".join(self.render(s) + gap + word + end for s, word in demonstrations)
+        return replace(self, prefix=shown + self.prefix)
+
     @classmethod
     def parse(cls, spec: str | Template) -> Template:
         """Return a built-in by name or build a custom template from a string.
@@ -226,3 +255,17 @@ BUILTIN_TEMPLATES: dict[str, Template] = {
     ),
 }
 """The built-in templates, keyed by name."""
+
+AUXILIARY_TEMPLATES: dict[str, Template] = {
+    # Contrastive prompting (arXiv 2505.12831): a prompt that draws out what is *not*
+    # essential in the sentence, subtracted from the normal prompt's values.
+    "en": Template(
+        "irrelevant",
+        'The irrelevant information of this sentence : "',
+        '" means in one word:"',
+    ),
+    "zh": Template(
+        "zh-irrelevant", "这句话中无关紧要的信息：“", "”用一个词来概括就是：“", normalizer="zh"
+    ),
+}
+"""The auxiliary prompt of contrastive prompting, by the main template's normaliser."""

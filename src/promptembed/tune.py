@@ -8,9 +8,9 @@ per template. Ensembles and calibrations are then scored from the stored vectors
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,37 @@ CALIBRATIONS: tuple[tuple[str, str, int | None], ...] = (
 )
 
 
+Pair = tuple[str, str, float]
+
+
+def split_train(
+    pairs: Sequence[Pair], *, selection: int = 1500, seed: int = 0
+) -> tuple[list[Pair], list[Pair]]:
+    """Split labelled train pairs into a fit part and a selection part, deterministically.
+
+    A seeded permutation of the row indices puts ``selection`` rows in the selection
+    part; the fit part (for calibrations and demonstrations) keeps the other rows minus
+    any pair that shares a sentence with the selection part, so nothing a candidate is
+    fitted on is scored. STS-B's en and zh train files are row-parallel, so the same
+    rows land on the same side in both languages.
+
+    Example:
+        >>> fit, sel = split_train([(f"a{i}", f"b{i}", 1.0) for i in range(10)], selection=3)
+        >>> len(fit), len(sel)
+        (7, 3)
+
+    """
+    if not 0 < selection < len(pairs):
+        raise ValueError(f"selection must be in 1..{len(pairs) - 1}, got {selection}")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    chosen = sorted(order[:selection].tolist())
+    picked = [pairs[i] for i in chosen]
+    seen = {s for a, b, _ in picked for s in (a, b)}
+    rest = sorted(order[selection:].tolist())
+    fit = [pairs[i] for i in rest if pairs[i][0] not in seen and pairs[i][1] not in seen]
+    return fit, picked
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -45,6 +76,8 @@ class Candidate:
     spearman: float
     calibration: str = ""
     """``center`` or ``whiten-<dims>`` when calibrated."""
+    variant: dict[str, Any] = field(default_factory=dict)
+    """Config fields this candidate sets besides its templates (demonstrations, ...)."""
 
     @property
     def method(self) -> tuple[str, int | None]:
@@ -87,18 +120,23 @@ def tune(
     layers: Sequence[int] | None = None,
     sample: Sequence[str] | None = None,
     max_ensemble: int = 3,
+    variants: Sequence[Mapping[str, Any]] = ({},),
 ) -> TuneResult:
-    """Score templates × layers (× centering, × ensembles) by STS Spearman on ``pairs``.
+    """Score templates × layers (× variants × calibration × ensembles) by STS Spearman.
 
     Args:
         embedder: Supplies the model; its own template and layer are ignored.
-        pairs: Labelled dev pairs ``(s1, s2, score)``.
+        pairs: Labelled pairs ``(s1, s2, score)`` to select on (a selection split of
+            train, see :func:`split_train`, so that dev stays untouched).
         templates: Templates to try.
         layers: Candidate layers (``hidden_states`` indexing); default the upper
             two thirds of the model.
         sample: Unlabeled texts to fit mean-centering on (disjoint from ``pairs``);
             without it no calibrated candidate is scored.
         max_ensemble: Largest ensemble tried, built from the best single members.
+        variants: Config overrides tried with every template, e.g.
+            ``{"demonstrations": [[s, w]]}`` or ``{"token_prepending": (1, 8)}``;
+            ``{}`` is the plain prompt. Ensembles mix templates of one variant.
 
     Returns:
         All candidates, best first.
@@ -114,62 +152,87 @@ def tune(
 
     def score(vectors: np.ndarray) -> float:
         v = _unit(vectors)
-        return spearman((v[left] * v[right]).sum(axis=1).tolist(), gold)
+        return round(spearman((v[left] * v[right]).sum(axis=1).tolist(), gold), 2)
 
-    dev: dict[str, np.ndarray] = {}  # "name@layer" -> (n, hidden) unit vectors
-    fit: dict[str, np.ndarray] = {}
-    for name in templates:
-        stacked = embedder.embed_layers(sentences, name, layers)
-        held = embedder.embed_layers(list(sample), name, layers) if sample else None
-        for j, layer in enumerate(layers):
-            key = f"{name}@{layer}"
-            dev[key] = _unit(stacked[:, j])
-            if held is not None:
-                fit[key] = _unit(held[:, j])
+    grid = _Grid(score, {}, {})
+    for number, variant in enumerate(variants):
+        member = _sibling(embedder, variant)
+        for name in templates:
+            stacked = member.embed_layers(sentences, name, layers)
+            held = member.embed_layers(list(sample), name, layers) if sample else None
+            for j, layer in enumerate(layers):
+                key = (number, f"{name}@{layer}")
+                grid.dev[key] = _unit(stacked[:, j])
+                if held is not None:
+                    grid.fit[key] = _unit(held[:, j])
+    candidates = []
+    for calibrated in (False, True) if sample else (False,):
+        for number, variant in enumerate(variants):
+            keys = [k for k in grid.dev if k[0] == number]
+            candidates += grid.combos(keys, calibrated, max_ensemble, dict(variant))
+    candidates.sort(key=lambda c: (-c.spearman, len(c.templates), c.calibrated))
+    return TuneResult(candidates)
 
-    def combos(calibrated: bool) -> list[Candidate]:
-        out = []
-        singles = sorted(dev, key=lambda k: -_scored(k, calibrated))
-        for key in singles:
-            out.append(Candidate((key,), calibrated, *_best(key, calibrated)))
-        # Ensembles of the best layer of each template, among the top templates.
-        best_per_template: dict[str, str] = {}
-        for key in singles:
-            best_per_template.setdefault(key.rsplit("@", 1)[0], key)
-        top = list(best_per_template.values())[: max_ensemble + 1]
-        for size in range(2, max_ensemble + 1):
-            for members in itertools.combinations(top, size):
-                vec = np.mean([dev[m] for m in members], axis=0)
-                if calibrated:
-                    value, label = best_calibration(vec, np.mean([fit[m] for m in members], axis=0))
-                else:
-                    value, label = round(score(vec), 2), ""
-                out.append(Candidate(tuple(members), calibrated, value, label))
-        return out
 
-    def best_calibration(vec: np.ndarray, sample_vec: np.ndarray) -> tuple[float, str]:
+def _sibling(embedder: PromptEmbedder, variant: Mapping[str, Any]) -> PromptEmbedder:
+    """An embedder on the same loaded model with some config fields overridden."""
+    if not variant:
+        return embedder
+    fields = embedder.config.model_dump(exclude={"model", "calibration"})
+    return type(embedder).from_model(
+        embedder.model, embedder.tokenizer, **{**fields, **dict(variant)}
+    )
+
+
+@dataclass
+class _Grid:
+    """Stored unit vectors per ``(variant, "name@layer")``, scored without re-embedding."""
+
+    score: Callable[[np.ndarray], float]
+    dev: dict[tuple[int, str], np.ndarray]
+    fit: dict[tuple[int, str], np.ndarray]
+    memo: dict[tuple[tuple[int, str], bool], tuple[float, str]] = field(default_factory=dict)
+
+    def best(self, key: tuple[int, str], calibrated: bool) -> tuple[float, str]:
+        if (key, calibrated) not in self.memo:
+            if calibrated:
+                self.memo[key, calibrated] = self.calibrate(self.dev[key], self.fit[key])
+            else:
+                self.memo[key, calibrated] = (self.score(self.dev[key]), "")
+        return self.memo[key, calibrated]
+
+    def calibrate(self, vec: np.ndarray, sample_vec: np.ndarray) -> tuple[float, str]:
         """The best of centering and whitening to a few widths (cheap: one SVD each)."""
         results = []
         for label, method, dims in CALIBRATIONS:
             if dims is not None and dims >= min(sample_vec.shape) - 1:
                 continue
             cal = Calibration.fit(sample_vec, method=method, dims=dims)  # type: ignore[arg-type]
-            results.append((round(score(cal.apply(vec)), 2), label))
+            results.append((self.score(cal.apply(vec)), label))
         return max(results)
 
-    cache: dict[tuple[str, bool], tuple[float, str]] = {}
-
-    def _best(key: str, calibrated: bool) -> tuple[float, str]:
-        if (key, calibrated) not in cache:
-            if calibrated:
-                cache[key, calibrated] = best_calibration(dev[key], fit[key])
-            else:
-                cache[key, calibrated] = (round(score(dev[key]), 2), "")
-        return cache[key, calibrated]
-
-    def _scored(key: str, calibrated: bool) -> float:
-        return _best(key, calibrated)[0]
-
-    candidates = combos(False) + (combos(True) if sample else [])
-    candidates.sort(key=lambda c: (-c.spearman, len(c.templates), c.calibrated))
-    return TuneResult(candidates)
+    def combos(
+        self,
+        keys: list[tuple[int, str]],
+        calibrated: bool,
+        max_ensemble: int,
+        variant: dict[str, Any],
+    ) -> list[Candidate]:
+        """Singles, then ensembles of the best layer of each of the top templates."""
+        singles = sorted(keys, key=lambda k: -self.best(k, calibrated)[0])
+        out = [Candidate((k[1],), calibrated, *self.best(k, calibrated), variant) for k in singles]
+        best_per_template: dict[str, tuple[int, str]] = {}
+        for key in singles:
+            best_per_template.setdefault(key[1].rsplit("@", 1)[0], key)
+        top = list(best_per_template.values())[: max_ensemble + 1]
+        for size in range(2, max_ensemble + 1):
+            for members in itertools.combinations(top, size):
+                vec = np.mean([self.dev[m] for m in members], axis=0)
+                if calibrated:
+                    held = np.mean([self.fit[m] for m in members], axis=0)
+                    value, label = self.calibrate(vec, held)
+                else:
+                    value, label = self.score(vec), ""
+                names = tuple(m[1] for m in members)
+                out.append(Candidate(names, calibrated, value, label, variant))
+        return out

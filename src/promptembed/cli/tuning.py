@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -72,70 +74,194 @@ def calibrate_cmd(
     )
 
 
+def _spans(text: str) -> list[tuple[int, int]]:
+    """``"1-4,1-8"`` → ``[(1, 4), (1, 8)]``."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        start, sep, end = part.partition("-")
+        if not sep or not start.isdigit() or not end.isdigit():
+            raise ValueError(f"token-prepending spans look like 1-4,1-8; got {part!r}")
+        out.append((int(start), int(end)))
+    return out
+
+
+def _variants(demonstrations: Path | None, spans: str, held_out: set[str]) -> list[dict[str, Any]]:
+    """The plain prompt, each candidate demonstration alone, and each TP span."""
+    variants: list[dict[str, Any]] = [{}]
+    if demonstrations is not None:
+        demos = json.loads(demonstrations.read_text(encoding="utf-8"))
+        leaked = [s for s, _ in demos if s in held_out]
+        if leaked:
+            raise ValueError(
+                f"demonstration sentences must come from the fit part, not the selection "
+                f"part; these are in it: {leaked}"
+            )
+        variants += [{"demonstrations": [list(d)]} for d in demos]
+    variants += [{"token_prepending": span} for span in _spans(spans)]
+    return variants
+
+
 @app.command("tune")
 def tune_cmd(
-    data: Annotated[Path, typer.Option(help="Labelled dev STS CSV (s1,s2,score).")],
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML config to update.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled STS CSV (s1,s2,score) to select on.")
+    ] = None,
+    train: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled train CSV instead of --data: split into a fit part (calibration "
+            "sample) and a selection part (scored); see promptembed.tune.split_train."
+        ),
+    ] = None,
+    selection_size: Annotated[int, typer.Option(help="Pairs in the selection part.")] = 1500,
+    dev: Annotated[
+        Path | None,
+        typer.Option(help="Untouched dev CSV: the winner is scored on it once, after selection."),
+    ] = None,
     templates: Annotated[str, typer.Option(help="Comma-separated templates to try.")] = (
         "eol,sth,sum,cot,ke"
     ),
     sample: Annotated[
         list[Path] | None,
-        typer.Option(help="Unlabeled text to try mean-centering with (disjoint from --data)."),
+        typer.Option(help="Unlabeled text to fit calibrations on (disjoint from --data)."),
     ] = None,
     limit: Annotated[int, typer.Option(help="Max calibration sample texts.")] = 2000,
+    demonstrations: Annotated[
+        Path | None,
+        typer.Option(help="JSON list of candidate [sentence, word] demonstrations, each tried."),
+    ] = None,
+    token_prepending: Annotated[
+        str, typer.Option(help="Token Prepending block spans to try, e.g. 1-4,1-8.")
+    ] = "",
     max_ensemble: Annotated[int, typer.Option(help="Largest ensemble tried.")] = 3,
     write: Annotated[bool, typer.Option(help="Write the winner into the config.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")] = False,
 ) -> None:
-    """Search template × layer (× centering/whitening × ensembles) on dev data; keep the winner."""
-    from promptembed.calibration import Calibration, fit_fields
+    """Search template × layer × ICL/TP (× calibration × ensembles); keep the winner.
+
+    With ``--train`` the selection is made on a held-out part of train and ``--dev`` is
+    scored once, for the winner only, so the dev number is untouched by the search.
+    """
     from promptembed.embedder import PromptEmbedder
-    from promptembed.evaluate import read_sts, read_texts
+    from promptembed.evaluate import evaluate_sts, read_sts
     from promptembed.tune import tune
 
     try:
         cfg = load_config(config)
+        pairs, texts = _selection(data, train, selection_size, sample, limit)
+        held_out = {s for a, b, _ in pairs for s in (a, b)}
         names = [t.strip() for t in templates.split(",") if t.strip()]
         base = cfg.embedder.model_copy(
-            update={"calibration": None, "layer": None, "show_progress": not as_json}
+            update={
+                "calibration": None,
+                "layer": None,
+                "demonstrations": None,
+                "token_prepending": None,
+                "show_progress": not as_json,
+            }
         )
         embedder = PromptEmbedder(config=base)
-        texts = read_texts(sample, limit=limit) if sample else None
         result = tune(
-            embedder, read_sts(data), templates=names, sample=texts, max_ensemble=max_ensemble
+            embedder,
+            pairs,
+            templates=names,
+            sample=texts,
+            max_ensemble=max_ensemble,
+            variants=_variants(demonstrations, token_prepending, held_out),
         )
         best = result.best
         winner = list(best.templates) if len(best.templates) > 1 else best.templates[0]
-        calibration_name = None
+        # Validated (not model_copy): the variant's lists become the fields' tuples.
+        chosen = type(base).model_validate(
+            {**base.model_dump(), "template": winner, **best.variant}
+        )
+        # Without --write a calibration still has to exist to score the winner on dev.
+        folder = config.parent if write else Path(tempfile.mkdtemp(prefix="promptembed-"))
+        calibration_name = _fit_winner(embedder, chosen, best, texts, folder)
         if write:
-            if best.calibrated:
-                chosen = base.model_copy(update={"template": winner})
-                raw = PromptEmbedder.from_model(
-                    embedder.model, embedder.tokenizer, **chosen.model_dump(exclude={"model"})
-                )
-                method, dims = best.method
-                calibration = Calibration.fit(
-                    raw.embed_raw(texts or []),
-                    method=method,  # type: ignore[arg-type]
-                    dims=dims,
-                    fitted_on=fit_fields(chosen),
-                )
-                calibration_name = calibration.save(config.parent).name
             _write_embedder_fields(
-                config, template=winner, layer=None, calibration=calibration_name
+                config,
+                template=winner,
+                layer=None,
+                calibration=calibration_name if write else None,
+                demonstrations=best.variant.get("demonstrations"),
+                token_prepending=_listed(best.variant.get("token_prepending")),
             )
+        summary = {"winner": best.__dict__, "selection": best.spearman, "pairs": len(pairs)}
+        if dev is not None:
+            path = str(folder / calibration_name) if calibration_name else None
+            final = type(chosen).model_validate({**chosen.model_dump(), "calibration": path})
+            scored = PromptEmbedder(config=final)  # exactly what `eval sts --config` loads
+            summary["dev"] = round(evaluate_sts(scored, read_sts(dev)).spearman, 2)
+            summary["difference"] = round(summary["dev"] - best.spearman, 2)
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
-    rows = result.candidates[:15]
-    if as_json:
-        typer.echo(json.dumps([c.__dict__ for c in result.candidates]))
-    else:
-        table = Table(title=f"tune on {data.name} — best first")
-        for col in ("templates", "calibration", "spearman"):
-            table.add_column(col)
-        for c in rows:
-            table.add_row(" + ".join(c.templates), c.calibration or "-", f"{c.spearman:.2f}")
-        console.print(table)
+    _show(result, summary, data or train, as_json)
     if write:
         err.print(f"wrote template={winner!r}, calibration={calibration_name!r} to {config}")
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _selection(
+    data: Path | None, train: Path | None, size: int, sample: list[Path] | None, limit: int
+) -> tuple[list[tuple[str, str, float]], list[str] | None]:
+    """The pairs to select on and the calibration sample (from the fit part with --train)."""
+    from promptembed.evaluate import read_sts, read_texts
+    from promptembed.tune import split_train
+
+    if (data is None) == (train is None):
+        raise ValueError("tune needs exactly one of --data or --train")
+    if data is not None:
+        return read_sts(data), read_texts(sample, limit=limit) if sample else None
+    fit, pairs = split_train(read_sts(train), selection=size)
+    if sample:
+        return pairs, read_texts(sample, limit=limit)
+    fit_texts = sorted({s for a, b, _ in fit for s in (a, b)})
+    rng = np.random.default_rng(0)
+    picked = rng.permutation(len(fit_texts))[:limit]
+    return pairs, [fit_texts[i] for i in sorted(picked.tolist())]
+
+
+def _fit_winner(
+    embedder: Any, chosen: Any, best: Any, texts: list[str] | None, folder: Path
+) -> str | None:
+    """Fit the winner's calibration (when it has one) and save it into ``folder``."""
+    from promptembed.calibration import Calibration, fit_fields
+    from promptembed.embedder import PromptEmbedder
+
+    if not best.calibrated:
+        return None
+    raw = PromptEmbedder.from_model(
+        embedder.model, embedder.tokenizer, **chosen.model_dump(exclude={"model"})
+    )
+    method, dims = best.method
+    calibration = Calibration.fit(
+        raw.embed_raw(texts or []),
+        method=method,  # type: ignore[arg-type]
+        dims=dims,
+        fitted_on=fit_fields(chosen),
+    )
+    return calibration.save(folder).name
+
+
+def _show(result: Any, summary: dict[str, Any], data: Path | None, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+        typer.echo(json.dumps([c.__dict__ for c in result.candidates], default=str))
+        return
+    table = Table(title=f"tune on {data.name if data else ''} — best first")
+    for col in ("templates", "variant", "calibration", "spearman"):
+        table.add_column(col)
+    for c in result.candidates[:15]:
+        variant = json.dumps(c.variant, ensure_ascii=False) if c.variant else "-"
+        table.add_row(" + ".join(c.templates), variant, c.calibration or "-", f"{c.spearman:.2f}")
+    console.print(table)
+    if "dev" in summary:
+        console.print(
+            f"selection {summary['selection']:.2f} on {summary['pairs']} pairs; "
+            f"dev {summary['dev']:.2f} (difference {summary['difference']:+.2f})"
+        )
