@@ -63,6 +63,8 @@ class LoadedModel:
     dtype: torch.dtype
     fingerprint: str
     """Stable identity of the weights (for caches and stored configs)."""
+    source_path: str | None = None
+    """Directory the weights were read from (where an untied LM head is found)."""
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -312,4 +314,5 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
         model = _save_converted(model, tokenizer, target)
     model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
-    return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source.key, model.config))
+    fingerprint = _fingerprint(source.key, model.config)
+    return LoadedModel(model, tokenizer, device, dtype, fingerprint, source_path=source.path)
