@@ -467,7 +467,7 @@ class PromptEmbedder:
                 an untied LM head that cannot be found.
 
         Example:
-            >>> dense, sparse = emb.embed_with_sparse(["Tea lowers blood pressure."])  # doctest: +SKIP
+            >>> dense, sparse = emb.embed_with_sparse(["Tea lowers BP."])  # doctest: +SKIP
             >>> dense.shape[0], sparse.shape[0]  # doctest: +SKIP
             (1, 1)
 

@@ -100,7 +100,8 @@ def output_head(model: Any, source_path: str | None) -> torch.Tensor:
     files = sorted(Path(source_path).glob("*.safetensors")) if source_path else []
     for file in files:
         with safe_open(str(file), framework="pt") as fh:
-            key = next((k for k in fh.keys() if k.endswith("lm_head.weight")), None)
+            names = fh.keys()  # a safe_open handle is not iterable
+            key = next((k for k in names if k.endswith("lm_head.weight")), None)
             if key is not None:
                 return fh.get_tensor(key).to(embeddings.device, embeddings.dtype)
     raise ValueError(
