@@ -33,6 +33,7 @@ __all__ = [
     "__version__",
     "load_config",
     "normalize_sentence",
+    "retrieve",
 ]
 
 
@@ -42,4 +43,8 @@ def __getattr__(name: str) -> Any:
         from promptembed.embedder import PromptEmbedder
 
         return PromptEmbedder
+    if name == "retrieve":  # pulls in numpy and the retrieval package
+        from promptembed.retrieval import retrieve
+
+        return retrieve
     raise AttributeError(f"module 'promptembed' has no attribute {name!r}")

@@ -120,7 +120,9 @@ def eval_retrieval(
             batch_size=batch_size,
             show_progress=not as_json,
         )
-        result = evaluate_retrieval(PromptEmbedder(config=cfg.embedder), corpus, queries, qrels)
+        needs_model = bool({"dense", "sparse"} & set(cfg.retrieval.active))  # bm25 alone: no
+        embedder = PromptEmbedder(config=cfg.embedder) if needs_model else None
+        result = evaluate_retrieval(embedder, corpus, queries, qrels, cfg.retrieval)
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     e = cfg.embedder
@@ -129,6 +131,7 @@ def eval_retrieval(
         "model": e.model,
         "template": e.template,
         "query_template": e.query_template or e.template,
+        "retrieval": cfg.retrieval.model_dump(exclude={"lexical_path"}),
     }
     if as_json:
         typer.echo(json.dumps(payload))

@@ -1,0 +1,115 @@
+"""Hybrid retrieval: fusion, the lexical channel (Chinese too), config and the store's sync."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from promptembed.config import RetrievalConfig
+from promptembed.retrieval import LexicalIndex, SparseIndex, fuse, tokenize
+
+DOCS = {
+    "tea": "Green tea lowers blood pressure in adults.",
+    "bees": "Honeybees dance to tell each other where the flowers are.",
+    "tea-zh": "绿茶可以降低成年人的血压。",
+    "tomato-zh": "番茄需要充足的阳光和水分。",
+}
+
+
+def test_weighted_fusion_is_min_max_weighted_sum():
+    fused = fuse(
+        {"dense": [("a", 0.9), ("b", 0.5), ("c", 0.1)], "bm25": [("c", 12.0), ("d", 2.0)]},
+        weights={"dense": 0.25, "bm25": 0.75},
+    )
+    assert fused == [("c", 0.75), ("a", 0.25), ("b", 0.125), ("d", 0.0)]
+
+
+def test_rrf_counts_ranks_only():
+    fused = fuse({"x": [("a", 100.0), ("b", 1.0)], "y": [("b", 0.2), ("a", 0.1)]}, method="rrf")
+    assert [d for d, _ in fused] == ["a", "b"]  # tied scores: by id
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_fusion_refuses_unknown_method_and_weights():
+    with pytest.raises(ValueError, match="rrf.*weighted"):
+        fuse({"x": [("a", 1.0)]}, method="max")
+    with pytest.raises(ValueError, match="sparse"):
+        fuse({"x": [("a", 1.0)]}, weights={"sparse": 1.0})
+
+
+def test_chinese_query_matches_chinese_document_lexically():
+    index = LexicalIndex(list(DOCS), list(DOCS.values()))
+    assert index.search("绿茶降血压", 4)[0][0] == "tea-zh"
+    assert index.search("阳光", 4)[0][0] == "tomato-zh"
+    assert index.search("blood pressures", 4)[0][0] == "tea"  # stemmed: pressures ~ pressure
+
+
+def test_tokenize_words_stopwords_stems_and_cjk_bigrams():
+    assert tokenize("The dancing bees 蜜蜂跳舞", stemmer="english") == [
+        "danc",
+        "bee",
+        "蜜蜂",
+        "蜂跳",
+        "跳舞",
+    ]
+    assert tokenize("茶", stemmer=None) == ["茶"]
+
+
+def test_lexical_index_round_trip(tmp_path):
+    index = LexicalIndex(list(DOCS), list(DOCS.values()), k1=1.5, b=0.5)
+    index.save(tmp_path / "lex")
+    again = LexicalIndex.load(tmp_path / "lex")
+    for query in ("green tea", "绿茶", "flowers dance"):
+        assert again.search(query, 3) == index.search(query, 3)
+    assert again.ids == index.ids
+
+
+def test_empty_and_unknown_queries_return_nothing():
+    index = LexicalIndex(list(DOCS), list(DOCS.values()))
+    assert index.search("", 3) == []
+    assert index.search("zzzz qqqq", 3) == []
+    assert LexicalIndex([], []).search("tea", 3) == []
+
+
+def test_sparse_index_round_trip(tmp_path):
+    import numpy as np
+    import scipy.sparse
+
+    m = scipy.sparse.csr_matrix(np.array([[0, 1.0, 2.0], [3.0, 0, 0], [0, 0, 0]], np.float32))
+    index = SparseIndex(["a", "b", "c"], m)
+    q = scipy.sparse.csr_matrix(np.array([[1.0, 0, 1.0]], np.float32))
+    assert index.search(q, 3) == [("b", 3.0), ("a", 2.0)]
+    index.save(tmp_path / "sp")
+    assert SparseIndex.load(tmp_path / "sp").search(q, 3) == index.search(q, 3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"mode": "sparse"}, "'dense' or 'hybrid'"),
+        ({"mode": "hybrid", "fusion": "max"}, "'rrf' or 'weighted'"),
+        ({"mode": "hybrid", "channels": ["dense", "splade"]}, "'dense', 'bm25' or 'sparse'"),
+        ({"mode": "hybrid", "channels": ["bm25"]}, "at least two channels"),
+        ({"mode": "hybrid", "channels": ["bm25", "bm25"]}, "duplicates"),
+        ({"channels": ["dense", "bm25"]}, "only applies with mode = 'hybrid'"),
+        ({"mode": "hybrid", "weights": {"sparse": 1.0}}, "not in channels"),
+        ({"mode": "hybrid", "weights": {"dense": -1.0}}, ">= 0"),
+        ({"mode": "hybrid", "candidates": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_retrieval_config_refuses_bad_values(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        RetrievalConfig(**fields)
+
+
+def test_retrieval_config_from_toml(tmp_path):
+    from promptembed.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[retrieval]\nmode = "hybrid"\nweights = { dense = 0.3, bm25 = 0.7 }\n'
+        'lexical_path = "lex"\n'
+    )
+    cfg = load_config(path)
+    assert cfg.retrieval.active == ["dense", "bm25"]
+    assert cfg.retrieval.lexical_path == str((tmp_path / "lex").resolve())
