@@ -53,7 +53,9 @@ def embed(args: argparse.Namespace) -> None:
     import scipy.sparse
 
     docs, qs, _ = read_beir(*_paths(args))
-    embedder = _embedder(args, show_progress=True)
+    # The dense vectors also land in the embedding cache, so that `promptembed eval
+    # retrieval --embedding-cache` reproduces a dense(+bm25) row without a second pass.
+    embedder = _embedder(args, show_progress=True, embedding_cache=args.cache)
     stem = _stem(args)
     stem.mkdir(parents=True, exist_ok=True)
     for kind, texts in (("query", qs), ("document", docs)):
@@ -85,16 +87,154 @@ def main() -> None:
     parser.add_argument("--query-template", default="query@-3")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--out", type=Path, help="Append scored rows (JSON lines) here.")
+    parser.add_argument("--stemmer", default="english", help="BM25 stemmer ('' for none).")
+    parser.add_argument("--calibrations", nargs="+", default=["none", "center", "whiten-128"])
+    parser.add_argument("--cache", default=str(Path.home() / ".cache/promptembed/embeddings"))
+    parser.add_argument("--ratio-docs", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     {"embed": embed, "score": score, "ratio": ratio}[args.command](args)
 
 
-def score(args: argparse.Namespace) -> None:  # filled in below
-    raise SystemExit("not yet")
+def _load(stem: Path, kind: str) -> tuple[list[str], np.ndarray, object]:
+    import scipy.sparse
+
+    ids = json.loads((stem / f"{kind}.json").read_text())["ids"]
+    return (
+        ids,
+        np.load(stem / f"{kind}-dense.npy"),
+        scipy.sparse.load_npz(stem / f"{kind}-sparse.npz"),
+    )
 
 
-def ratio(args: argparse.Namespace) -> None:  # filled in below
-    raise SystemExit("not yet")
+def _calibrated(docs: np.ndarray, queries: np.ndarray, method: str) -> tuple[np.ndarray, ...]:
+    """Dense vectors as the embedder outputs them with a calibration fitted on the corpus."""
+    from promptembed.calibration import Calibration
+
+    if method == "none":
+        return docs, queries
+    kind, _, dims = method.partition("-")
+    cal = Calibration.fit(docs, method=kind, dims=int(dims) if dims else None)
+    return cal.apply(docs), cal.apply(queries)
+
+
+def _rows(runs: dict, qids: list[str], judged: dict) -> list[dict]:
+    """Every channel alone and every fusion of a grid of weights (and RRF)."""
+    from promptembed.config import RetrievalConfig
+    from promptembed.evaluate import fused_runs, ndcg_recall
+
+    def row(**fields: object) -> dict:
+        cfg = RetrievalConfig(**fields)
+        ndcg, recall = ndcg_recall(fused_runs(runs, cfg, qids), judged)
+        return {
+            "channels": cfg.active,
+            "fusion": cfg.fusion if cfg.mode == "hybrid" else None,
+            "weights": cfg.weights,
+            "ndcg@10": round(ndcg, 4),
+            "recall@100": round(recall, 4),
+        }
+
+    out = []
+    for name in runs:  # one channel alone: hybrid of one is not a config, rank it directly
+        ranked = {q: [d for d, _ in runs[name][i]] for i, q in enumerate(qids)}
+        ndcg, recall = ndcg_recall(ranked, judged)
+        out.append(
+            {
+                "channels": [name],
+                "fusion": None,
+                "weights": {},
+                "ndcg@10": round(ndcg, 4),
+                "recall@100": round(recall, 4),
+            }
+        )
+    grid = [round(x, 2) for x in np.arange(0.0, 1.01, 0.05)]
+    for pair in (["dense", "sparse"], ["dense", "bm25"], ["sparse", "bm25"]):
+        out.append(row(mode="hybrid", channels=pair, fusion="rrf"))
+        for w in grid[1:-1]:
+            out.append(row(mode="hybrid", channels=pair, weights={pair[0]: w, pair[1]: 1 - w}))
+    trio = ["dense", "sparse", "bm25"]
+    out.append(row(mode="hybrid", channels=trio, fusion="rrf"))
+    for wd in grid[1:12]:
+        for ws in grid[1:12]:
+            if wd + ws < 1:
+                weights = {"dense": wd, "sparse": ws, "bm25": round(1 - wd - ws, 2)}
+                out.append(row(mode="hybrid", channels=trio, weights=weights))
+    return out
+
+
+def score(args: argparse.Namespace) -> None:
+    """All channels and fusions from the stored vectors; best row per channel set."""
+    from promptembed.config import RetrievalConfig
+    from promptembed.evaluate import sparse_runs
+    from promptembed.retrieval import dense_hits, lexical_index
+
+    docs, qs, judged = read_beir(*_paths(args))
+    stem = _stem(args)
+    doc_ids, d_dense, d_sparse = _load(stem, "document")
+    qids, q_dense, q_sparse = _load(stem, "query")
+    texts = [docs[d] for d in doc_ids]
+    lexical = RetrievalConfig(stemmer=args.stemmer)
+    index = lexical_index(doc_ids, texts, lexical)
+    bm25 = [index.search(qs[q], 100) for q in qids]
+    sparse = sparse_runs(q_sparse, d_sparse, doc_ids, 100)
+    results = []
+    for method in args.calibrations:
+        d_vec, q_vec = _calibrated(d_dense, q_dense, method)
+        runs = {"dense": dense_hits(q_vec, d_vec, doc_ids, 100), "sparse": sparse, "bm25": bm25}
+        for r in _rows(runs, qids, judged):
+            results.append(
+                {
+                    "model": args.model,
+                    "template": args.template,
+                    "query_template": args.query_template,
+                    "max_length": args.max_length,
+                    "calibration": method,
+                    "stemmer": args.stemmer,
+                    **r,
+                }
+            )
+    best: dict[str, dict] = {}
+    for r in results:
+        key = "+".join(r["channels"]) + (" rrf" if r["fusion"] == "rrf" else "")
+        if key not in best or r["ndcg@10"] > best[key]["ndcg@10"]:
+            best[key] = r
+    for key, r in best.items():
+        print(
+            f"{key:24s} nDCG@10 {r['ndcg@10']:.4f}  R@100 {r['recall@100']:.4f}  "
+            f"cal={r['calibration']} weights={r['weights']}"
+        )
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in results)
+
+
+def ratio(args: argparse.Namespace) -> None:
+    """Corpus time with sparse over dense-only, interleaved in one process."""
+    docs, _, _ = read_beir(*_paths(args))
+    texts = list(docs.values())[: args.ratio_docs]
+    embedder = _embedder(args)
+    embedder.embed_with_sparse(texts[:8])  # load the head, warm up both routes
+    embedder.embed(texts[:8])
+    times: dict[str, list[float]] = {"dense": [], "sparse": []}
+    for _ in range(args.repeats):
+        for name, run in (("dense", embedder.embed), ("sparse", embedder.embed_with_sparse)):
+            start = time.perf_counter()
+            run(texts)
+            times[name].append(time.perf_counter() - start)
+    dense, sparse = min(times["dense"]), min(times["sparse"])
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "template": args.template,
+                "docs": len(texts),
+                "max_length": args.max_length,
+                "dense_s": round(dense, 2),
+                "dense+sparse_s": round(sparse, 2),
+                "ratio": round(sparse / dense, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def test_rrf_counts_ranks_only():
 
 
 def test_fusion_refuses_unknown_method_and_weights():
-    with pytest.raises(ValueError, match="rrf.*weighted"):
+    with pytest.raises(ValueError, match=r"rrf.*weighted"):
         fuse({"x": [("a", 1.0)]}, method="max")
     with pytest.raises(ValueError, match="sparse"):
         fuse({"x": [("a", 1.0)]}, weights={"sparse": 1.0})

@@ -69,3 +69,13 @@ def test_sparse_refuses_mean_pooling(embedder_factory):
 class _Bar:
     def update(self, n: int) -> None:
         pass
+
+
+def test_sparse_pass_fills_the_dense_embedding_cache(model_dirs, tmp_path):
+    from promptembed import PromptEmbedder
+
+    emb = PromptEmbedder(str(model_dirs["llama"]), template="eol", embedding_cache=str(tmp_path))
+    dense, _ = emb.embed_with_sparse(TEXTS)
+    route = emb._routes["document"][0]
+    assert all(hit is not None for hit in route.cache.get(TEXTS))
+    assert np.array_equal(emb.embed(TEXTS), dense)

@@ -481,6 +481,9 @@ class PromptEmbedder:
         total = len(items) * len(routes)
         with tqdm(total=total, disable=not self.config.show_progress, unit="text") as bar:
             states = [self._compute(r, items, batch_size, bar) for r in routes]
+        for route, state in zip(self._routes[kind], states):
+            if route.cache is not None:  # the same vectors embed() would cache
+                route.cache.put(items, state[:, 0])
         dense = self._finish([s[:, 0] for s in states], raw)
         vocab = int(self._sparse_head.shape[0])
         allowed = [ids[ids < vocab] for ids in self._word_ids(items)]

@@ -100,9 +100,13 @@ def eval_retrieval(
     dtype: DTypeOpt = None,
     max_length: MaxLenOpt = None,
     batch_size: BatchOpt = None,
+    embedding_cache: Annotated[
+        str | None,
+        typer.Option(help="Embedding cache directory: reuse vectors of an earlier run."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """nDCG@10 and Recall@100 on a BEIR-format dataset."""
+    """nDCG@10 and Recall@100 on a BEIR-format dataset, fused as [retrieval] says."""
     from promptembed.embedder import PromptEmbedder
     from promptembed.evaluate import evaluate_retrieval
 
@@ -118,6 +122,7 @@ def eval_retrieval(
             dtype=dtype,
             max_length=max_length,
             batch_size=batch_size,
+            embedding_cache=embedding_cache,
             show_progress=not as_json,
         )
         needs_model = bool({"dense", "sparse"} & set(cfg.retrieval.active))  # bm25 alone: no
