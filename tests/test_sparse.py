@@ -79,3 +79,12 @@ def test_sparse_pass_fills_the_dense_embedding_cache(model_dirs, tmp_path):
     route = emb._routes["document"][0]
     assert all(hit is not None for hit in route.cache.get(TEXTS))
     assert np.array_equal(emb.embed(TEXTS), dense)
+
+
+def test_word_ids_skip_bare_word_start_markers(tokenizer):
+    from promptembed.sparse import WordIds, blank_token_ids
+
+    blank = set(blank_token_ids(tokenizer).tolist())
+    assert tokenizer.convert_tokens_to_ids("Ġ") in blank
+    ids = WordIds(tokenizer)(["0 dimensional 绿茶"])[0]
+    assert ids.size and not blank & set(ids.tolist())

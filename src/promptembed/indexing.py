@@ -260,6 +260,9 @@ def index_paths(
         )
     if prune:
         stats.pruned = prune_missing(collection, paths, planned)
+    from promptembed.retrieval import sync_store
+
+    sync_store(cfg, collection)  # hybrid: the lexical side follows what Chroma now holds
     return stats
 
 

@@ -58,6 +58,7 @@ class WordIds:
         self.lock = lock or threading.Lock()
         self.stop = english_stopwords()
         self.memo: dict[str, tuple[int, ...]] = {}
+        self.blank = frozenset(blank_token_ids(tokenizer).tolist())
 
     def words(self, text: str) -> set[str]:
         """The text's distinct words, stopwords removed."""
@@ -72,11 +73,22 @@ class WordIds:
             with self.lock:
                 encoded = self.tokenizer(spellings, add_special_tokens=False)["input_ids"]
             for i, word in enumerate(new):
-                self.memo[word] = tuple({t for ids in encoded[4 * i : 4 * i + 4] for t in ids})
+                spelled = {t for ids in encoded[4 * i : 4 * i + 4] for t in ids}
+                self.memo[word] = tuple(spelled - self.blank)
         return [
             np.array(sorted({t for w in ws for t in self.memo[w]}), dtype=np.int64)
             for ws in per_text
         ]
+
+
+def blank_token_ids(tokenizer: Any) -> np.ndarray:
+    """Ids of tokens that are only a word-start marker or whitespace (``▁``, ``Ġ``).
+
+    Encoding `` 0`` gives ``['▁', '0']`` in Gemma's tokenizer: the bare marker then
+    comes with many words and would weigh like a stopword that every text shares.
+    """
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return np.array([i for i, t in enumerate(tokens) if t is not None and not t.strip("▁Ġ Ċ")])
 
 
 def output_head(model: Any, source_path: str | None) -> torch.Tensor:

@@ -17,6 +17,7 @@ from promptembed.retrieval.core import (
     open_retriever,
     retrieve,
     sync_lexical,
+    sync_store,
 )
 from promptembed.retrieval.fusion import fuse
 from promptembed.retrieval.lexical import LexicalIndex, tokenize
@@ -34,5 +35,6 @@ __all__ = [
     "open_retriever",
     "retrieve",
     "sync_lexical",
+    "sync_store",
     "tokenize",
 ]

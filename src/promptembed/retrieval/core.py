@@ -123,6 +123,16 @@ def _same(index: LexicalIndex, ids: list[str], r: RetrievalConfig) -> bool:
     return params == wanted and len(index.ids) == len(ids) and set(index.ids) == set(ids)
 
 
+def sync_store(config: Config, collection: Any) -> LexicalIndex | None:
+    """Bring the store's lexical side in line with its collection, if hybrid uses one.
+
+    ``promptembed index`` calls this once its upserts and deletes are done.
+    """
+    if "bm25" not in config.retrieval.active:
+        return None
+    return sync_lexical(collection, lexical_folder(config), config.retrieval)
+
+
 class HybridRetriever:
     """Answers queries from a store with the configured mode, channels and fusion.
 
@@ -178,12 +188,18 @@ class HybridRetriever:
         from promptembed.indexing import Hit
 
         n = max(k, self.retrieval.candidates)
-        ranked = fused_ranking(self.channels(query, n), self.retrieval, k)
-        if not ranked:
-            return []
-        ids = [doc for doc, _ in ranked]
-        got = self.collection.get(ids=ids, include=["documents", "metadatas"])
+        for attempt in (1, 2):
+            ranked = fused_ranking(self.channels(query, n), self.retrieval, k)
+            ids = [doc for doc, _ in ranked]
+            got = self.collection.get(ids=ids, include=["documents", "metadatas"])
+            if len(got["ids"]) == len(ids) or self.lexical is None or attempt == 2:
+                break
+            # The lexical side names a chunk Chroma no longer holds: it is stale (another
+            # process changed the collection). Rebuild it and answer again, never from it.
+            with self._lock:
+                self.lexical = sync_lexical(self.collection, self.folder, self.retrieval)
         rows = {i: (d, m or {}) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        ranked = [(doc, score) for doc, score in ranked if doc in rows]
         hits = []
         for rank, (doc_id, score) in enumerate(ranked, start=1):
             text, meta = rows.get(doc_id, ("", {}))
