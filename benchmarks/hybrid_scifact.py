@@ -147,16 +147,16 @@ def _rows(runs: dict, qids: list[str], judged: dict) -> list[dict]:
                 "recall@100": round(recall, 4),
             }
         )
-    grid = [round(x, 2) for x in np.arange(0.0, 1.01, 0.05)]
+    grid = [round(x, 2) for x in np.arange(0.0, 1.01, 0.1)]
     for pair in (["dense", "sparse"], ["dense", "bm25"], ["sparse", "bm25"]):
         out.append(row(mode="hybrid", channels=pair, fusion="rrf"))
         for w in grid[1:-1]:
             out.append(row(mode="hybrid", channels=pair, weights={pair[0]: w, pair[1]: 1 - w}))
     trio = ["dense", "sparse", "bm25"]
     out.append(row(mode="hybrid", channels=trio, fusion="rrf"))
-    for wd in grid[1:12]:
-        for ws in grid[1:12]:
-            if wd + ws < 1:
+    for wd in grid[1:-1]:
+        for ws in grid[1:-1]:
+            if wd + ws < 0.95:
                 weights = {"dense": wd, "sparse": ws, "bm25": round(1 - wd - ws, 2)}
                 out.append(row(mode="hybrid", channels=trio, weights=weights))
     return out

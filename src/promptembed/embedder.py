@@ -435,7 +435,6 @@ class PromptEmbedder:
                 future.result()
         return out
 
-
     # -- sparse (PromptReps) -------------------------------------------------------------
     def embed_with_sparse(
         self,

@@ -157,7 +157,7 @@ def query_cmd(
     device: DeviceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
 ) -> None:
-    """Print the chunks nearest to a query, with cosine scores and sources."""
+    """Print the best chunks for a query: cosine scores, or fused ones in hybrid mode."""
     from promptembed.indexing import query
     from promptembed.store import EmbedderConflictError
 
@@ -165,7 +165,12 @@ def query_cmd(
         cfg = _store_config(
             config, store, collection, model=model, template=template, device=device
         )
-        hits = query(text, cfg, k=k)
+        if cfg.retrieval.mode == "hybrid":  # the configured channels, fused in the core
+            from promptembed.retrieval import retrieve
+
+            hits = retrieve(cfg, text, k)
+        else:
+            hits = query(text, cfg, k=k)
     except (EmbedderConflictError, ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     if as_json:
