@@ -78,7 +78,7 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["embed", "score", "ratio"])
+    parser.add_argument("command", choices=["embed", "score", "write", "ratio"])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--split", default="train")
     parser.add_argument("--store", type=Path, default=STORE)
@@ -87,13 +87,14 @@ def main() -> None:
     parser.add_argument("--query-template", default="query@-3")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--out", type=Path, help="Append scored rows (JSON lines) here.")
+    parser.add_argument("--config", type=Path, default=Path("examples/configs/best-retrieval.toml"))
     parser.add_argument("--stemmer", default="english", help="BM25 stemmer ('' for none).")
     parser.add_argument("--calibrations", nargs="+", default=["none", "center", "whiten-128"])
     parser.add_argument("--cache", default=str(Path.home() / ".cache/promptembed/embeddings"))
     parser.add_argument("--ratio-docs", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    {"embed": embed, "score": score, "ratio": ratio}[args.command](args)
+    {"embed": embed, "score": score, "write": write, "ratio": ratio}[args.command](args)
 
 
 def _load(stem: Path, kind: str) -> tuple[list[str], np.ndarray, object]:
@@ -206,6 +207,43 @@ def score(args: argparse.Namespace) -> None:
     if args.out:
         with args.out.open("a") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in results)
+
+
+def write(args: argparse.Namespace) -> None:
+    """Ship the best store-ready row (channels dense/bm25, no calibration) as a config."""
+    import tomlkit
+
+    rows = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+    mine = [
+        r
+        for r in rows
+        if r["model"] == args.model
+        and r["template"] == args.template
+        and r["max_length"] == args.max_length
+        and r["calibration"] == "none"  # the embedding cache replays uncalibrated vectors
+        and set(r["channels"]) <= {"dense", "bm25"}
+        and len(r["channels"]) > 1
+    ]
+    best = max(mine, key=lambda r: (r["ndcg@10"], r["recall@100"]))
+    doc = tomlkit.document()
+    doc.add(
+        tomlkit.comment(
+            f"SciFact train: nDCG@10 {best['ndcg@10']}, Recall@100 "
+            f"{best['recall@100']} (benchmarks/hybrid_scifact.py write)"
+        )
+    )
+    doc["embedder"] = {
+        "model": args.model,
+        "template": args.template,
+        "query_template": args.query_template,
+        "max_length": args.max_length,
+    }
+    retrieval = {"mode": "hybrid", "channels": best["channels"], "fusion": best["fusion"]}
+    if best["weights"]:
+        retrieval["weights"] = best["weights"]
+    doc["retrieval"] = {**retrieval, "candidates": 100, "stemmer": best["stemmer"]}
+    args.config.write_text(tomlkit.dumps(doc), encoding="utf-8")
+    print(args.config, best)
 
 
 def ratio(args: argparse.Namespace) -> None:

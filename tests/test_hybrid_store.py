@@ -154,3 +154,25 @@ def test_kill_leaves_both_sides_with_the_same_ids_after_a_rerun(
     # And the next indexing run leaves both sides complete and equal.
     index_paths([corpus], cfg, embedder=emb)
     assert lexical_ids(cfg) == chroma_ids(tmp_path) != before
+
+
+def test_cli_query_uses_the_configured_mode(indexed, tmp_path, model_dirs):
+    import json
+
+    from typer.testing import CliRunner
+
+    from promptembed.cli import app
+
+    toml = tmp_path / "hybrid.toml"
+    toml.write_text(
+        f'[embedder]\nmodel = "{model_dirs["llama"].as_posix()}"\ndevice = "cpu"\n'
+        f'[store]\npath = "{(tmp_path / "db").as_posix()}"\ncollection = "docs"\n'
+        '[retrieval]\nmode = "hybrid"\nweights = { dense = 0.3, bm25 = 0.7 }\ncandidates = 10\n',
+        encoding="utf-8",
+    )
+    out = CliRunner().invoke(
+        app, ["query", "绿茶的水温", "-k", "3", "--config", str(toml), "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    got = [json.loads(line)["id"] for line in out.output.splitlines() if line.startswith("{")]
+    assert got == [h.id for h in retrieve(indexed, "绿茶的水温", k=3)]
