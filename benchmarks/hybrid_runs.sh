@@ -7,6 +7,7 @@ set -euo pipefail
 data=${SCIFACT_DIR:-../shared/data/scifact}
 res=benchmarks/results
 run() { python benchmarks/hybrid_scifact.py "$@" --data "$data"; }
+run bm25 > $res/scifact-bm25-variants.jsonl   # the lexical channel alone, tuned on train
 gemma=(--model gemma-3-270m --template cot@-3 --query-template query@-3 --max-length 48)
 smol=(--model smollm2-135m --template cot --query-template cot --max-length 48)
 for m in gemma smol; do

@@ -78,7 +78,7 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["embed", "score", "write", "ratio"])
+    parser.add_argument("command", choices=["bm25", "embed", "score", "write", "ratio"])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--split", default="train")
     parser.add_argument("--store", type=Path, default=STORE)
@@ -94,7 +94,9 @@ def main() -> None:
     parser.add_argument("--ratio-docs", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    {"embed": embed, "score": score, "write": write, "ratio": ratio}[args.command](args)
+    {"bm25": bm25, "embed": embed, "score": score, "write": write, "ratio": ratio}[args.command](
+        args
+    )
 
 
 def _load(stem: Path, kind: str) -> tuple[list[str], np.ndarray, object]:
@@ -207,6 +209,30 @@ def score(args: argparse.Namespace) -> None:
     if args.out:
         with args.out.open("a") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in results)
+
+
+def bm25(args: argparse.Namespace) -> None:
+    """The lexical channel alone: stemming on/off and a few (k1, b), tuned on train only."""
+    from promptembed.config import RetrievalConfig
+    from promptembed.evaluate import ndcg_recall
+    from promptembed.retrieval import lexical_index
+
+    docs, qs, judged = read_beir(*_paths(args))
+    for stemmer in ("", "english"):
+        for k1, b in ((1.2, 0.75), (1.5, 0.75), (0.9, 0.4), (1.2, 0.9), (1.5, 1.0)):
+            cfg = RetrievalConfig(stemmer=stemmer, bm25_k1=k1, bm25_b=b)
+            index = lexical_index(list(docs), list(docs.values()), cfg)
+            ranked = {q: [d for d, _ in index.search(qs[q], 100)] for q in qs}
+            ndcg, recall = ndcg_recall(ranked, judged)
+            row = {
+                "channels": ["bm25"],
+                "stemmer": stemmer,
+                "k1": k1,
+                "b": b,
+                "ndcg@10": round(ndcg, 4),
+                "recall@100": round(recall, 4),
+            }
+            print(json.dumps(row), flush=True)
 
 
 def write(args: argparse.Namespace) -> None:
