@@ -110,6 +110,31 @@ def _load(stem: Path, kind: str) -> tuple[list[str], np.ndarray, object]:
     )
 
 
+def _without_blank(model: str, *matrices: object) -> list[object]:
+    """Drop bare word-start tokens (``▁``) from stored sparse rows.
+
+    Vectors stored before ``WordIds`` learnt to skip them are brought to what the
+    library computes now (exact unless a row was cut at the top-k limit).
+    """
+    import scipy.sparse
+    from transformers import AutoTokenizer
+
+    from promptembed.config import EmbedderConfig
+    from promptembed.loading import _resolve_source, default_cache_dir
+    from promptembed.sparse import blank_token_ids
+
+    source = _resolve_source(EmbedderConfig(model=model), default_cache_dir())
+    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    out = []
+    for m in matrices:
+        keep = np.ones(m.shape[1], dtype=np.float32)
+        keep[blank_token_ids(tokenizer)] = 0
+        cleaned = (m @ scipy.sparse.diags(keep)).tocsr()
+        cleaned.eliminate_zeros()
+        out.append(cleaned)
+    return out
+
+
 def _calibrated(docs: np.ndarray, queries: np.ndarray, method: str) -> tuple[np.ndarray, ...]:
     """Dense vectors as the embedder outputs them with a calibration fitted on the corpus."""
     from promptembed.calibration import Calibration
@@ -175,6 +200,7 @@ def score(args: argparse.Namespace) -> None:
     stem = _stem(args)
     doc_ids, d_dense, d_sparse = _load(stem, "document")
     qids, q_dense, q_sparse = _load(stem, "query")
+    d_sparse, q_sparse = _without_blank(args.model, d_sparse, q_sparse)
     texts = [docs[d] for d in doc_ids]
     lexical = RetrievalConfig(stemmer=args.stemmer)
     index = lexical_index(doc_ids, texts, lexical)
