@@ -113,3 +113,13 @@ def test_retrieval_config_from_toml(tmp_path):
     cfg = load_config(path)
     assert cfg.retrieval.active == ["dense", "bm25"]
     assert cfg.retrieval.lexical_path == str((tmp_path / "lex").resolve())
+
+
+def test_save_survives_a_leftover_from_a_killed_swap(tmp_path):
+    index = LexicalIndex(list(DOCS), list(DOCS.values()))
+    (tmp_path / "lex.old").mkdir()
+    (tmp_path / "lex.old" / "junk").write_text("x")
+    index.save(tmp_path / "lex")
+    index.save(tmp_path / "lex")  # replaces an existing index too
+    assert LexicalIndex.load(tmp_path / "lex").ids == index.ids
+    assert not (tmp_path / "lex.old").exists()

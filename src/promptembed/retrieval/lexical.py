@@ -125,6 +125,7 @@ class LexicalIndex:
             meta = {"ids": self.ids, "stemmer": self.stemmer}
             (tmp / "ids.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
             old = folder.with_name(folder.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)  # left by a run killed mid-swap
             if folder.exists():
                 os.replace(folder, old)
             os.replace(tmp, folder)
