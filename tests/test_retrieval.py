@@ -123,3 +123,8 @@ def test_save_survives_a_leftover_from_a_killed_swap(tmp_path):
     index.save(tmp_path / "lex")  # replaces an existing index too
     assert LexicalIndex.load(tmp_path / "lex").ids == index.ids
     assert not (tmp_path / "lex.old").exists()
+
+
+def test_unknown_stemmer_is_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"'klingon'.*english"):
+        LexicalIndex(["a"], ["text"], stemmer="klingon")

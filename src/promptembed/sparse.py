@@ -34,9 +34,9 @@ _HEAD_ROWS = 64  # logits rows per matmul: 64 x 262k floats is 67 MB
 
 def english_stopwords() -> frozenset[str]:
     """bm25s' English stopword list (the lexical channel uses the same one)."""
-    from bm25s.stopwords import STOPWORDS_EN
+    from promptembed.store import require
 
-    return frozenset(STOPWORDS_EN)
+    return frozenset(require("bm25s.stopwords", "retrieval").STOPWORDS_EN)
 
 
 class WordIds:

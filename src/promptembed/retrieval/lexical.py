@@ -32,14 +32,15 @@ _IS_CJK = re.compile(rf"[{_CJK}]")
 def _stemmer(language: str | None) -> Callable[[str], str] | None:
     if language is None:
         return None
-    try:
-        import Stemmer
-    except ImportError:
-        raise ImportError(
-            "stemming needs PyStemmer: pip install 'promptembed[retrieval]' "
-            '(or set [retrieval] stemmer = "" to turn it off)'
-        ) from None
-    return lru_cache(maxsize=200_000)(Stemmer.Stemmer(language).stemWord)
+    from promptembed.store import require
+
+    stemmer = require("Stemmer", "retrieval")  # PyStemmer
+    if language not in stemmer.algorithms():
+        raise ValueError(
+            f"stemmer {language!r} is not a Snowball language; valid values are "
+            f"{sorted(stemmer.algorithms())} or '' (no stemming)"
+        )
+    return lru_cache(maxsize=200_000)(stemmer.Stemmer(language).stemWord)
 
 
 def tokenize(text: str, stemmer: str | None = "english") -> list[str]:
@@ -88,8 +89,9 @@ class LexicalIndex:
         k1: float = 1.2,
         b: float = 0.75,
     ) -> None:
-        import bm25s
+        from promptembed.store import require
 
+        bm25s = require("bm25s", "retrieval")
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         self.ids = list(ids)
@@ -137,7 +139,9 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: str | Path) -> LexicalIndex:
         """Read an index written by :meth:`save`."""
-        import bm25s
+        from promptembed.store import require
+
+        bm25s = require("bm25s", "retrieval")
 
         folder = Path(folder)
         meta: dict[str, Any] = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
