@@ -91,7 +91,7 @@ def test_sparse_index_round_trip(tmp_path):
         ({"mode": "hybrid", "channels": ["dense", "splade"]}, "'dense', 'bm25' or 'sparse'"),
         ({"mode": "hybrid", "channels": ["bm25"]}, "at least two channels"),
         ({"mode": "hybrid", "channels": ["bm25", "bm25"]}, "duplicates"),
-        ({"channels": ["dense", "bm25"]}, "only applies with mode = 'hybrid'"),
+        ({"channels": ["dense", "sparse"]}, "only applies with mode = 'hybrid'"),
         ({"mode": "hybrid", "weights": {"sparse": 1.0}}, "not in channels"),
         ({"mode": "hybrid", "weights": {"dense": -1.0}}, ">= 0"),
         ({"mode": "hybrid", "candidates": 0}, "greater than or equal to 1"),
@@ -158,3 +158,12 @@ def test_hybrid_evaluation_fuses_what_the_channels_return(tmp_path, embedder_fac
     assert ranked["q2"][0] == "tea-zh"
     result = evaluate_retrieval(emb, corpus, tmp_path / "q.jsonl", tmp_path / "qrels.tsv", cfg)
     assert result.queries == 2 and 0 < result.ndcg_at_10 <= 1
+
+
+def test_a_dumped_config_loads_again():
+    from promptembed.config import Config, load_config
+
+    for retrieval in ({}, {"mode": "hybrid", "channels": ["bm25", "sparse"], "fusion": "rrf"}):
+        cfg = load_config({"retrieval": retrieval})
+        assert load_config(cfg.model_dump()) == cfg
+        assert Config.model_validate_json(cfg.model_dump_json()) == cfg

@@ -406,7 +406,13 @@ class RetrievalConfig(BaseModel):
         if len(set(self.channels)) != len(self.channels):
             raise ValueError(f"retrieval.channels has duplicates: {self.channels}")
         if self.mode == "dense":
-            tuned = {"channels", "fusion", "weights"} & self.model_fields_set
+            # Set to anything but its default (a dumped config carries the defaults).
+            tuned = [
+                name
+                for name in ("channels", "fusion", "weights")
+                if getattr(self, name)
+                != RetrievalConfig.model_fields[name].get_default(call_default_factory=True)
+            ]
             if tuned:
                 raise ValueError(
                     f"retrieval.{sorted(tuned)[0]} only applies with mode = 'hybrid' "
