@@ -167,3 +167,32 @@ def test_a_dumped_config_loads_again():
         cfg = load_config({"retrieval": retrieval})
         assert load_config(cfg.model_dump()) == cfg
         assert Config.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+def test_cli_eval_retrieval_fuses_as_the_config_says(tmp_path, model_dirs, embedder_factory):
+    import json
+
+    from typer.testing import CliRunner
+
+    from promptembed.cli import app
+    from promptembed.evaluate import evaluate_retrieval
+
+    corpus, queries, qrels = tmp_path / "c.jsonl", tmp_path / "q.jsonl", tmp_path / "r.tsv"
+    corpus.write_text("\n".join(json.dumps({"_id": k, "text": v}) for k, v in DOCS.items()))
+    queries.write_text(json.dumps({"_id": "q", "text": "绿茶 血压"}))
+    qrels.write_text("q\ttea-zh\t1\n")
+    toml = tmp_path / "h.toml"
+    toml.write_text(
+        f'[embedder]\nmodel = "{model_dirs["llama"].as_posix()}"\ndevice = "cpu"\n'
+        'template = "eol"\n[retrieval]\nmode = "hybrid"\nweights = { dense = 0.2 }\n'
+    )
+    args = ["eval", "retrieval", "--config", str(toml), "--json"]
+    args += ["--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output.strip().splitlines()[-1])
+    cfg = RetrievalConfig(mode="hybrid", weights={"dense": 0.2})
+    emb = embedder_factory("llama", template="eol")
+    expected = evaluate_retrieval(emb, corpus, queries, qrels, cfg)
+    assert got["ndcg@10"] == expected.ndcg_at_10 > 0
+    assert got["retrieval"]["mode"] == "hybrid"
