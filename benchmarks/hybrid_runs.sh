@@ -23,4 +23,4 @@ promptembed eval retrieval --config examples/configs/best-retrieval.toml --json 
   --corpus "$data/corpus.jsonl" --queries "$data/queries.jsonl" --qrels "$data/qrels/train.tsv" \
   | tee $res/scifact-best-retrieval.json
 # Sparse-from-logits corpus time over dense-only (interleaved in one process).
-run ratio --model gemma-3-270m --template cot@-3 --max-length 128 --ratio-docs 32 --repeats 2
+run ratio --model gemma-3-270m --template cot@-3 --max-length 128 --ratio-docs 16 --repeats 2
