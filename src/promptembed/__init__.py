@@ -34,6 +34,7 @@ __all__ = [
     "__version__",
     "load_config",
     "normalize_sentence",
+    "retrieve",
 ]
 
 
@@ -43,4 +44,8 @@ def __getattr__(name: str) -> Any:
         from promptembed import embedder
 
         return getattr(embedder, name)
+    if name == "retrieve":  # pulls in numpy and the retrieval package
+        from promptembed.retrieval import retrieve
+
+        return retrieve
     raise AttributeError(f"module 'promptembed' has no attribute {name!r}")

@@ -510,6 +510,90 @@ class RayConfig(BaseModel):
     )
 
 
+Channel = Literal["dense", "bm25", "sparse"]
+
+
+class RetrievalConfig(BaseModel):
+    """How queries are answered: dense vectors alone, or fused with lexical channels.
+
+    ``hybrid`` ranks each channel's top ``candidates`` and fuses them once, in
+    :mod:`promptembed.retrieval.fusion`: ``dense`` (the Chroma vectors), ``bm25``
+    (bm25s over the same chunks) and ``sparse`` (PromptReps: the model's own
+    next-token logits over the text's words).
+
+    Example:
+        >>> cfg = RetrievalConfig(mode="hybrid", weights={"dense": 0.3, "bm25": 0.7})
+        >>> cfg.channels, cfg.fusion
+        (['dense', 'bm25'], 'weighted')
+
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["dense", "hybrid"] = Field(
+        "dense", description="`dense`: vectors only; `hybrid`: fuse `channels`."
+    )
+    channels: list[Channel] = Field(
+        ["dense", "bm25"], description="Channels fused in hybrid mode: dense, bm25, sparse."
+    )
+    fusion: Literal["rrf", "weighted"] = Field(
+        "weighted",
+        description="`weighted`: min-max normalised weighted sum; `rrf`: reciprocal rank.",
+    )
+    weights: dict[Channel, float] = Field(
+        default_factory=dict, description="Weight per channel (a missing one weighs 1)."
+    )
+    candidates: int = Field(100, ge=1, le=100_000, description="Top hits taken per channel.")
+    rrf_k: int = Field(60, ge=1, description="Constant of reciprocal rank fusion.")
+    stemmer: str = Field(
+        "english", description="Snowball stemmer (PyStemmer) for bm25; empty: none."
+    )
+    bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
+    lexical_path: str | None = Field(
+        None,
+        description="Folder of the lexical index; default `<store.path>/promptembed-lexical` "
+        "for an embedded store (required for a Chroma server).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalConfig:
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"retrieval.channels has duplicates: {self.channels}")
+        if self.mode == "dense":
+            # Set to anything but its default (a dumped config carries the defaults).
+            tuned = [
+                name
+                for name in ("channels", "fusion", "weights")
+                if getattr(self, name)
+                != RetrievalConfig.model_fields[name].get_default(call_default_factory=True)
+            ]
+            if tuned:
+                raise ValueError(
+                    f"retrieval.{sorted(tuned)[0]} only applies with mode = 'hybrid' "
+                    "(valid modes: 'dense', 'hybrid')"
+                )
+        elif len(self.channels) < 2:
+            raise ValueError(
+                f"hybrid retrieval fuses at least two channels of ['dense', 'bm25', "
+                f"'sparse'], got {self.channels}"
+            )
+        unknown = set(self.weights) - set(self.channels)
+        if unknown:
+            raise ValueError(
+                f"retrieval.weights names {sorted(unknown)}, not in channels {self.channels}"
+            )
+        negative = {c: w for c, w in self.weights.items() if w < 0}
+        if negative:
+            raise ValueError(f"retrieval.weights must be >= 0, got {negative}")
+        return self
+
+    @property
+    def active(self) -> list[str]:
+        """The channels a query runs: ``["dense"]`` in dense mode."""
+        return ["dense"] if self.mode == "dense" else list(self.channels)
+
+
 class Config(BaseModel):
     """The whole configuration: embedder, optional store, indexing, the server and Ray.
 
@@ -527,6 +611,7 @@ class Config(BaseModel):
     index: IndexConfig = Field(default_factory=IndexConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
 
 def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
@@ -566,4 +651,9 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
         store_path = Path(store["path"]).expanduser()
         if not store_path.is_absolute():
             store["path"] = str((path.parent / store_path).resolve())
+    retrieval = data.get("retrieval")
+    if isinstance(retrieval, dict) and isinstance(retrieval.get("lexical_path"), str):
+        lexical = Path(retrieval["lexical_path"]).expanduser()
+        if not lexical.is_absolute():
+            retrieval["lexical_path"] = str((path.parent / lexical).resolve())
     return Config.model_validate(data)

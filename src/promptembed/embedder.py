@@ -18,6 +18,7 @@ from promptembed.config import EmbedderConfig
 from promptembed.templates import AUXILIARY_TEMPLATES, Template
 
 if TYPE_CHECKING:
+    import scipy.sparse
     import torch
 
     from promptembed.cache import EmbeddingCache
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from promptembed.forward import LayerForward
     from promptembed.loading import LoadedModel
     from promptembed.prompts import PromptTokenizer
+    from promptembed.sparse import WordIds
 
 Kind = Literal["document", "query"]
 _STREAM_CHUNK = 4096
@@ -173,6 +175,9 @@ class PromptEmbedder:
             "document": ensemble(config.templates),
             "query": ensemble(config.query_templates),
         }
+        self._sparse_routes: dict[Kind, list[_Route]] = {}
+        self._sparse_head: torch.Tensor | None = None  # loaded on the first sparse call
+        self._word_ids: WordIds | None = None
         self._calibration: Calibration | None = None
         if config.calibration:
             from promptembed.calibration import Calibration, resolve_calibration
@@ -402,6 +407,10 @@ class PromptEmbedder:
         offset: int = 0,
     ) -> np.ndarray:
         members = [self._cached(r, texts, batch_size, bar) for r in self._routes[kind]]
+        return self._finish(members, raw, offset)
+
+    def _finish(self, members: list[np.ndarray], raw: bool = False, offset: int = 0) -> np.ndarray:
+        """Ensemble members' pooled states -> the output vectors (one place for both paths)."""
         if len(members) == 1 and self._calibration is None:
             vectors = members[0]  # a single template: the pooled state itself
         else:
@@ -518,6 +527,91 @@ class PromptEmbedder:
             for future in [pool.submit(worker, r) for r in range(len(self._models))]:
                 future.result()
         return out
+
+    # -- sparse (PromptReps) -------------------------------------------------------------
+    def embed_with_sparse(
+        self,
+        texts: Sequence[str],
+        *,
+        kind: Kind = "document",
+        batch_size: int | None = None,
+        raw: bool = False,
+    ) -> tuple[np.ndarray, scipy.sparse.csr_matrix]:
+        """Dense vectors and PromptReps sparse vectors from the same forward passes.
+
+        The dense vectors equal :meth:`embed`'s (or :meth:`embed_raw`'s with ``raw``)
+        bit for bit. The sparse row of a text is ``log(1 + relu(logits))`` of the
+        prompt's next token, kept for the tokens of the text's own non-stopword words
+        (top 128); see :mod:`promptembed.sparse`. The LM head is applied to the last
+        token's final state only, and loaded on the first call.
+
+        Args:
+            texts: The texts.
+            kind: ``document`` or ``query``: which template route to use.
+            batch_size: Max texts per forward pass (default from the config).
+            raw: Dense vectors before calibration and normalisation.
+
+        Returns:
+            ``(n, dim)`` float32 array and an ``(n, vocab)`` float32 CSR matrix.
+
+        Raises:
+            ValueError: With ``pooling="mean"`` (the logits belong to the last token) or
+                an untied LM head that cannot be found.
+
+        Example:
+            >>> dense, sparse = emb.embed_with_sparse(["Tea lowers BP."])  # doctest: +SKIP
+            >>> dense.shape[0], sparse.shape[0]  # doctest: +SKIP
+            (1, 1)
+
+        """
+        items = check_texts(texts)
+        routes = self._sparse_routes_for(kind)
+        from tqdm.auto import tqdm
+
+        from promptembed.sparse import sparse_rows
+
+        total = len(items) * len(routes)
+        with tqdm(total=total, disable=not self.config.show_progress, unit="text") as bar:
+            states = [self._compute(r, items, batch_size, bar) for r in routes]
+        for route, state in zip(self._routes[kind], states):
+            if route.cache is not None:  # the same vectors embed() would cache
+                route.cache.put(items, state[:, 0])
+        dense = self._finish([s[:, 0] for s in states], raw)
+        vocab = int(self._sparse_head.shape[0])
+        allowed = [ids[ids < vocab] for ids in self._word_ids(items)]
+        softcap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        final = np.stack([s[:, 1] for s in states])
+        return dense, sparse_rows(final, self._sparse_head, allowed, softcap)
+
+    def embed_sparse(
+        self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int | None = None
+    ) -> scipy.sparse.csr_matrix:
+        """The PromptReps sparse vectors alone (see :meth:`embed_with_sparse`)."""
+        return self.embed_with_sparse(texts, kind=kind, batch_size=batch_size)[1]
+
+    def _sparse_routes_for(self, kind: Kind) -> list[_Route]:
+        """Routes pooling the template's layer and the final layer in one pass."""
+        if kind not in self._routes:
+            raise ValueError(f"kind must be one of {list(self._routes)}, got {kind!r}")
+        if self.config.pooling != "last":
+            raise ValueError(
+                f"sparse output needs pooling='last' (the logits of the prompt's last "
+                f"token), got pooling={self.config.pooling!r}"
+            )
+        if self._sparse_head is None:
+            from promptembed.sparse import WordIds, output_head
+
+            self._sparse_head = output_head(self.model, self._loaded.source_path)
+            self._word_ids = WordIds(self.tokenizer, self._tokenizer_lock)
+        if kind not in self._sparse_routes:
+            specs = self.config.templates if kind == "document" else self.config.query_templates
+            self._sparse_routes[kind] = [
+                self._route(spec, layers=[self._layer_of(spec), -1]) for spec in specs
+            ]
+        return self._sparse_routes[kind]
+
+    def _layer_of(self, spec: str) -> int:
+        return self.config.layer if self.config.layer is not None else Template.parse(spec).layer
 
 
 def _check_positive(**values: int | None) -> None:

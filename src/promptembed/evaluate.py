@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from promptembed.config import RetrievalConfig
     from promptembed.embedder import PromptEmbedder
 
 
@@ -180,22 +181,28 @@ def rank_by_vectors(
 
 
 def evaluate_retrieval(
-    embedder: PromptEmbedder,
+    embedder: PromptEmbedder | None,
     corpus: str | Path,
     queries: str | Path,
     qrels: str | Path,
+    retrieval: RetrievalConfig | None = None,
 ) -> RetrievalResult:
     """nDCG@10 and Recall@100 on a BEIR-format dataset.
 
-    Documents use the embedder's document template, queries its query template.
+    Documents use the embedder's document template, queries its query template. With
+    a hybrid ``retrieval`` config the corpus is also indexed by the lexical channels
+    and each query's channels are fused exactly as :func:`promptembed.retrieve` does.
     """
     start = time.perf_counter()
     docs, qs, judged = read_beir(corpus, queries, qrels)
-    doc_ids = list(docs)
-    doc_vectors = embedder.embed([docs[d] for d in doc_ids])
-    qids = list(qs)
-    query_vectors = embedder.embed([qs[q] for q in qids], kind="query")
-    ranked = dict(zip(qids, rank_by_vectors(query_vectors, doc_vectors, doc_ids)))
+    doc_ids, qids = list(docs), list(qs)
+    if retrieval is not None and retrieval.mode == "hybrid":
+        runs = corpus_channels(embedder, docs, qs, retrieval)
+        ranked = fused_runs(runs, retrieval, qids)
+    else:
+        doc_vectors = embedder.embed([docs[d] for d in doc_ids])
+        query_vectors = embedder.embed([qs[q] for q in qids], kind="query")
+        ranked = dict(zip(qids, rank_by_vectors(query_vectors, doc_vectors, doc_ids)))
     ndcg, recall = ndcg_recall(ranked, {q: judged[q] for q in qids})
     return RetrievalResult(
         round(ndcg, 4),
@@ -204,6 +211,63 @@ def evaluate_retrieval(
         len(doc_ids),
         round(time.perf_counter() - start, 1),
     )
+
+
+def corpus_channels(
+    embedder: PromptEmbedder | None,
+    docs: Mapping[str, str],
+    queries: Mapping[str, str],
+    retrieval: RetrievalConfig,
+) -> dict[str, list[list[tuple[str, float]]]]:
+    """Each active channel's top ``candidates`` per query over an in-memory corpus.
+
+    Dense and sparse vectors come from the same forward passes when both are used.
+    """
+    from promptembed.retrieval import dense_hits, lexical_index
+
+    active, n = retrieval.active, retrieval.candidates
+    doc_ids, doc_texts, query_texts = list(docs), list(docs.values()), list(queries.values())
+    runs: dict[str, list[list[tuple[str, float]]]] = {}
+    if "bm25" in active:
+        index = lexical_index(doc_ids, doc_texts, retrieval)
+        runs["bm25"] = [index.search(q, n) for q in query_texts]
+    if "dense" in active or "sparse" in active:
+        if embedder is None:
+            raise ValueError(f"channels {active} need an embedder")
+        if "sparse" in active:
+            d_vec, d_sparse = embedder.embed_with_sparse(doc_texts)
+            q_vec, q_sparse = embedder.embed_with_sparse(query_texts, kind="query")
+            runs["sparse"] = sparse_runs(q_sparse, d_sparse, doc_ids, n)
+        else:
+            d_vec, q_vec = embedder.embed(doc_texts), embedder.embed(query_texts, kind="query")
+        if "dense" in active:
+            runs["dense"] = dense_hits(q_vec, d_vec, doc_ids, n)
+    return runs
+
+
+def sparse_runs(
+    query_rows: Any, doc_rows: Any, doc_ids: Sequence[str], k: int
+) -> list[list[tuple[str, float]]]:
+    """Top-``k`` ``(id, dot product)`` per query for PromptReps sparse vectors."""
+    from promptembed.retrieval import SparseIndex
+
+    index = SparseIndex(doc_ids, doc_rows)
+    return [index.search(query_rows[i], k) for i in range(query_rows.shape[0])]
+
+
+def fused_runs(
+    runs: Mapping[str, Sequence[Sequence[tuple[str, float]]]],
+    retrieval: RetrievalConfig,
+    qids: Sequence[str],
+    k: int = 100,
+) -> dict[str, list[str]]:
+    """Per query id, the fused top-``k`` doc ids (``promptembed.retrieval.fused_ranking``)."""
+    from promptembed.retrieval import fused_ranking
+
+    return {
+        q: [d for d, _ in fused_ranking({c: runs[c][i] for c in runs}, retrieval, k)]
+        for i, q in enumerate(qids)
+    }
 
 
 def read_texts(paths: Sequence[str | Path], limit: int | None = None, seed: int = 0) -> list[str]:

@@ -707,6 +707,9 @@ def index_paths(
                 stats.pruned = prune_missing(
                     collection, paths, keep, root=base, namespace=namespace
                 )
+            from promptembed.retrieval import sync_store
+
+            sync_store(cfg, collection)  # hybrid: the lexical side follows what Chroma holds
     stats.unchanged_files = stats.count("unchanged")
     return stats
 
@@ -730,23 +733,16 @@ class Hit:
     page: int | None = None
 
 
-def query(
-    text: str,
-    config: str | Path | dict[str, Any] | Config,
-    *,
-    k: int = 5,
-    embedder: PromptEmbedder | None = None,
-) -> list[Hit]:
-    """The ``k`` nearest chunks to ``text``; ``score`` is the cosine similarity.
-
-    Never creates or changes a collection.
+def open_for_reading(
+    cfg: Config, embedder: PromptEmbedder | None = None
+) -> tuple[Any, PromptEmbedder]:
+    """The existing collection and a loaded embedder it accepts; creates nothing.
 
     Raises:
         CollectionNotFoundError: The collection does not exist (says how to create it).
-        promptembed.store.EmbedderConflictError: It holds another embedder's vectors.
+        promptembed.guard.EmbedderConflictError: It holds another embedder's vectors.
 
     """
-    cfg = load_config(config)
     if cfg.store is None:
         raise ValueError("the config has no [store] table: add one with `path` or `host`/`port`")
     ecfg = embedder.config if embedder is not None else cfg.embedder
@@ -767,6 +763,27 @@ def query(
         of_embedder(embedder),
         embedder.dimension,
     )
+    return collection, embedder
+
+
+def query(
+    text: str,
+    config: str | Path | dict[str, Any] | Config,
+    *,
+    k: int = 5,
+    embedder: PromptEmbedder | None = None,
+) -> list[Hit]:
+    """The ``k`` nearest chunks to ``text``; ``score`` is the cosine similarity.
+
+    Never creates or changes a collection.
+
+    Raises:
+        CollectionNotFoundError: The collection does not exist (says how to create it).
+        promptembed.store.EmbedderConflictError: It holds another embedder's vectors.
+
+    """
+    cfg = load_config(config)
+    collection, embedder = open_for_reading(cfg, embedder)
     space = space_of(collection)  # an adopted drop-in store may use l2 or ip
     vector = embedder.embed([text], kind="query")
     with store_lock(cfg.store):

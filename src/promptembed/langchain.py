@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from promptembed.config import Config
     from promptembed.embedder import PromptEmbedder
 
-__all__ = ["PromptEmbeddings", "open_vectorstore"]
+__all__ = ["PromptEmbeddings", "PromptRetriever", "open_retriever", "open_vectorstore"]
 
 register_chroma()
 
@@ -117,3 +117,57 @@ def open_vectorstore(
         collection_name=collection.name,
         embedding_function=PromptEmbeddings.from_embedder(embedder),
     )
+
+
+# -- hybrid retrieval ------------------------------------------------------------------------
+from langchain_core.retrievers import BaseRetriever  # noqa: E402
+
+
+class PromptRetriever(BaseRetriever):
+    """A LangChain retriever answering with :func:`promptembed.retrieve`'s ranking.
+
+    Dense, BM25 and their fusion are computed once, in :mod:`promptembed.retrieval`;
+    this class only wraps each hit as a ``Document`` (its metadata holds ``id``,
+    ``source``, ``chunk`` and the fused ``score``).
+
+    Example:
+        >>> retriever = open_retriever("promptembed.toml", k=3)  # doctest: +SKIP
+        >>> retriever.invoke("how do bees talk?")[0].metadata["source"]  # doctest: +SKIP
+        'corpus/honeybees.md'
+
+    """
+
+    config: Any
+    k: int = 4
+
+    def _get_relevant_documents(self, query: str, *, run_manager: Any = None) -> list[Any]:
+        from langchain_core.documents import Document
+
+        from promptembed.retrieval import retrieve
+
+        return [
+            Document(
+                id=hit.id,
+                page_content=hit.text,
+                metadata={
+                    "id": hit.id,
+                    "source": hit.source,
+                    "chunk": hit.chunk,
+                    "score": hit.score,
+                },
+            )
+            for hit in retrieve(self.config, query, self.k)
+        ]
+
+
+def open_retriever(config: str | Path | dict[str, Any] | Config, k: int = 4) -> PromptRetriever:
+    """A ``BaseRetriever`` over the config's store with its ``[retrieval]`` mode and fusion.
+
+    The store and its lexical index are opened (and checked) now, not on the first query.
+    """
+    from promptembed.config import load_config
+    from promptembed.retrieval import open_retriever as open_core
+
+    cfg = load_config(config)
+    open_core(cfg)
+    return PromptRetriever(config=cfg, k=k)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from promptembed.config import Config
     from promptembed.embedder import PromptEmbedder
 
-__all__ = ["PromptEmbedding", "open_index"]
+__all__ = ["PromptEmbedding", "PromptRetriever", "open_index", "open_retriever"]
 
 register_chroma()
 
@@ -175,3 +175,57 @@ def open_index(
         embed_model=PromptEmbedding.from_embedder(embedder),
         storage_context=storage,
     )
+
+
+# -- hybrid retrieval ------------------------------------------------------------------------
+from llama_index.core.retrievers import BaseRetriever  # noqa: E402
+
+
+class PromptRetriever(BaseRetriever):
+    """A LlamaIndex retriever answering with :func:`promptembed.retrieve`'s ranking.
+
+    LlamaIndex's ``QueryFusionRetriever(mode="relative_score")`` computes the same
+    weighted min-max fusion, but the fusion lives in one place, the core, so every
+    face returns the same ranking; each hit becomes a ``TextNode`` scored by the
+    fused score.
+
+    Example:
+        >>> retriever = open_retriever("promptembed.toml", k=3)  # doctest: +SKIP
+        >>> retriever.retrieve("how do bees talk?")[0].node.metadata["source"]  # doctest: +SKIP
+        'corpus/honeybees.md'
+
+    """
+
+    def __init__(self, config: Config, k: int = 4, **kwargs: Any) -> None:
+        self._config, self._k = config, k
+        super().__init__(**kwargs)
+
+    def _retrieve(self, query_bundle: Any) -> list[Any]:
+        from llama_index.core.schema import NodeWithScore, TextNode
+
+        from promptembed.retrieval import retrieve
+
+        return [
+            NodeWithScore(
+                node=TextNode(
+                    id_=hit.id,
+                    text=hit.text,
+                    metadata={"source": hit.source, "chunk": hit.chunk},
+                ),
+                score=hit.score,
+            )
+            for hit in retrieve(self._config, query_bundle.query_str, self._k)
+        ]
+
+
+def open_retriever(config: str | Path | dict[str, Any] | Config, k: int = 4) -> PromptRetriever:
+    """A ``BaseRetriever`` over the config's store with its ``[retrieval]`` mode and fusion.
+
+    The store and its lexical index are opened (and checked) now, not on the first query.
+    """
+    from promptembed.config import load_config
+    from promptembed.retrieval import open_retriever as open_core
+
+    cfg = load_config(config)
+    open_core(cfg)
+    return PromptRetriever(cfg, k=k)

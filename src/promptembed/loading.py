@@ -73,6 +73,9 @@ class LoadedModel:
         """What the weights compute in: ``int8``, ``float32``, ``bfloat16`` or ``float16``."""
         return self.quantization or str(self.dtype).removeprefix("torch.")
 
+    source_path: str | None = None
+    """Directory the weights were read from (where an untied LM head is found)."""
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """Pick the device: ``auto`` means cuda, then mps, then cpu.
@@ -559,7 +562,9 @@ def load_model(cfg: EmbedderConfig) -> LoadedModel:
         count = quantize_int8(model)
         logger.info("quantised %d linear layers to int8", count)
         quantization = INT8
-    return LoadedModel(model, tokenizer, device, dtype, fingerprint, quantization)
+    converted = source.gguf_file is not None or source.key.startswith("alias:")
+    weights_dir = str(source.converted_dir(cache_dir)) if converted else source.path
+    return LoadedModel(model, tokenizer, device, dtype, fingerprint, quantization, weights_dir)
 
 
 def _load_mapped(source: _Source, cfg: EmbedderConfig, dtype: torch.dtype) -> LoadedModel:
@@ -572,4 +577,5 @@ def _load_mapped(source: _Source, cfg: EmbedderConfig, dtype: torch.dtype) -> Lo
     model, tokenizer = _from_pretrained(source, cfg, dtype=dtype)
     model.eval().requires_grad_(False)
     device = model.get_input_embeddings().weight.device
-    return LoadedModel(model, tokenizer, device, dtype, _fingerprint(source, model.config))
+    fingerprint = _fingerprint(source, model.config)
+    return LoadedModel(model, tokenizer, device, dtype, fingerprint, source_path=source.path)

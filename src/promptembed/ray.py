@@ -435,4 +435,7 @@ def index_paths(
         stats.embedded,
         stats.deleted,
     )
+    from promptembed.retrieval import sync_store
+
+    sync_store(cfg, collection)  # hybrid: the lexical side follows what Chroma now holds
     return stats

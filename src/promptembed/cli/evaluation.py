@@ -104,9 +104,13 @@ def eval_retrieval(
     dtype: DTypeOpt = None,
     max_length: MaxLenOpt = None,
     batch_size: BatchOpt = None,
+    embedding_cache: Annotated[
+        str | None,
+        typer.Option(help="Embedding cache directory: reuse vectors of an earlier run."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """nDCG@10 and Recall@100 on a BEIR-format dataset."""
+    """nDCG@10 and Recall@100 on a BEIR-format dataset, fused as [retrieval] says."""
     from promptembed.embedder import PromptEmbedder
     from promptembed.evaluate import evaluate_retrieval
 
@@ -122,10 +126,12 @@ def eval_retrieval(
             dtype=dtype,
             max_length=max_length,
             batch_size=batch_size,
+            embedding_cache=embedding_cache,
             show_progress=not as_json,
         )
-        embedder = PromptEmbedder(config=cfg.embedder)
-        result = evaluate_retrieval(embedder, corpus, queries, qrels)
+        needs_model = bool({"dense", "sparse"} & set(cfg.retrieval.active))  # bm25 alone: no
+        embedder = PromptEmbedder(config=cfg.embedder) if needs_model else None
+        result = evaluate_retrieval(embedder, corpus, queries, qrels, cfg.retrieval)
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     e = cfg.embedder
@@ -134,7 +140,8 @@ def eval_retrieval(
         "model": e.model,
         "template": e.template,
         "query_template": e.query_template or e.template,
-        "dtype": embedder.precision,
+        "dtype": embedder.precision if embedder is not None else None,
+        "retrieval": cfg.retrieval.model_dump(exclude={"lexical_path"}),
     }
     if as_json:
         typer.echo(json.dumps(payload))

@@ -282,7 +282,12 @@ def query_cmd(
             revision=revision,
             device_map=device_map,
         )
-        hits = query(text, cfg, k=k)
+        if cfg.retrieval.mode == "hybrid":  # the configured channels, fused in the core
+            from promptembed.retrieval import retrieve
+
+            hits = retrieve(cfg, text, k)
+        else:
+            hits = query(text, cfg, k=k)
     except (EmbedderConflictError, StoreBusyError, ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     if as_json:
