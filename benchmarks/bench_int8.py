@@ -78,25 +78,12 @@ def quality(args: argparse.Namespace) -> dict:
 
 def _sentence_transformers(model: str, template: str):
     """sentence-transformers over the same converted weights, last-token pooling, fp32."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Pooling, Transformer
-
     from promptembed.templates import Template
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_throughput import model_dir
+    from bench_throughput import last_token_st, model_dir
 
-    module = Transformer(
-        str(model_dir(model)),
-        model_kwargs={"dtype": torch.float32},
-        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
-        module_output_name="token_embeddings",
-    )
-    if module.tokenizer.pad_token is None:
-        module.tokenizer.pad_token = module.tokenizer.eos_token
-    pooling = Pooling(module.get_embedding_dimension(), pooling_mode="lasttoken")
-    st = SentenceTransformer(modules=[module, pooling], device="cpu")
+    st = last_token_st(str(model_dir(model)))
     tpl = Template.parse(template)
     return lambda text: st.encode(tpl.render(text), convert_to_numpy=True)
 

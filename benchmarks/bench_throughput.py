@@ -180,21 +180,17 @@ def _llemb(spec: dict) -> Any:
     return encode
 
 
-def _sentence_transformers(spec: dict) -> Any:
+def last_token_st(directory: str, max_length: int | None = None) -> Any:
+    """sentence-transformers over ``directory``: plain text in, last-token pooling, fp32."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Pooling, Transformer
 
-    from promptembed.templates import Template
-
-    template = Template.parse(spec["template"])
-    if template.layer != -1:
-        raise SystemExit("sentence-transformers pools the last layer only (use --template eol)")
     # Pin the plain text modality: sentence-transformers 6 otherwise routes text through
     # the tokenizer's chat template (SmolLM2 ships one), which changes the prompt.
     module = Transformer(
-        spec["dir"],
-        max_seq_length=spec["max_length"],
+        directory,
+        max_seq_length=max_length,
         model_kwargs={"dtype": torch.float32},
         modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
         module_output_name="token_embeddings",
@@ -202,7 +198,17 @@ def _sentence_transformers(spec: dict) -> Any:
     if module.tokenizer.pad_token is None:
         module.tokenizer.pad_token = module.tokenizer.eos_token
     pooling = Pooling(module.get_embedding_dimension(), pooling_mode="lasttoken")
-    st = SentenceTransformer(modules=[module, pooling], device="cpu")
+    return SentenceTransformer(modules=[module, pooling], device="cpu")
+
+
+def _sentence_transformers(spec: dict) -> Any:
+
+    from promptembed.templates import Template
+
+    template = Template.parse(spec["template"])
+    if template.layer != -1:
+        raise SystemExit("sentence-transformers pools the last layer only (use --template eol)")
+    st = last_token_st(spec["dir"], spec["max_length"])
 
     def encode(texts: list[str]) -> np.ndarray:
         prompts = [template.render(t, normalize=False) for t in texts]
