@@ -87,6 +87,9 @@ def fail(error: BaseException) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+_NOISY_LOGGERS = ("torchao", "torchao.kernel.intmm", "torch.utils._pytree")
+
+
 def _print_version(value: bool) -> None:
     if value:
         from promptembed import __version__
@@ -108,3 +111,8 @@ def _main(
     global _verbose
     _verbose = verbose
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # transformers imports torchao whenever it is installed (the int8 extra); torchao
+        # then warns about CUDA-only kernels it cannot load on every CPU-only run.
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
