@@ -105,6 +105,8 @@ def test_cli_refuses_sts_options_with_corpus_and_writes_nothing(config_file, bei
     args = ["tune", "--config", str(config_file), "--corpus", str(corpus)]
     out = CliRunner().invoke(app, [*args, "--queries", str(queries), "--data", "x.csv"])
     assert out.exit_code != 0 and "--data" in out.output
+    out = CliRunner().invoke(app, [*args, "--queries", str(queries), "--max-ensemble", "2"])
+    assert out.exit_code != 0 and "--max-ensemble" in out.output
     out = CliRunner().invoke(app, args)
     assert out.exit_code != 0 and "--qrels" in out.output
     assert config_file.read_text() == before

@@ -171,6 +171,11 @@ def tune_cmd(
             "--sample": sample,
             "--demonstrations": demonstrations,
             "--token-prepending": token_prepending,
+            # Options with defaults: refused when set to anything else.
+            "--templates": templates != "eol,sth,sum,cot,ke",
+            "--selection-size": selection_size != 1500,
+            "--limit": limit != 2000,
+            "--max-ensemble": max_ensemble != 3,
         }
         _tune_retrieval(config, corpus, queries, qrels, sts_only, write, as_json)
         return
