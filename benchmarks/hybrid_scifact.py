@@ -149,17 +149,18 @@ def _calibrated(docs: np.ndarray, queries: np.ndarray, method: str) -> tuple[np.
 def _rows(runs: dict, qids: list[str], judged: dict) -> list[dict]:
     """Every channel alone and every fusion of a grid of weights (and RRF)."""
     from promptembed.config import RetrievalConfig
-    from promptembed.evaluate import fused_runs, ndcg_recall
+    from promptembed.evaluate import ndcg_recall
+    from promptembed.tune import score_retrieval
 
     def row(**fields: object) -> dict:
-        cfg = RetrievalConfig(**fields)
-        ndcg, recall = ndcg_recall(fused_runs(runs, cfg, qids), judged)
+        scored = score_retrieval(runs, RetrievalConfig(**fields), qids, judged)
+        cfg = scored.retrieval
         return {
             "channels": cfg.active,
             "fusion": cfg.fusion if cfg.mode == "hybrid" else None,
             "weights": cfg.weights,
-            "ndcg@10": round(ndcg, 4),
-            "recall@100": round(recall, 4),
+            "ndcg@10": scored.ndcg_at_10,
+            "recall@100": scored.recall_at_100,
         }
 
     out = []

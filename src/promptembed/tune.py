@@ -3,6 +3,9 @@
 One forward pass per template captures every candidate layer at once
 (:meth:`PromptEmbedder.embed_layers`), so the whole grid costs about one evaluation
 per template. Ensembles and calibrations are then scored from the stored vectors.
+
+:func:`tune_retrieval` does the same for ``[retrieval]``: each channel's hits are
+computed once and every fusion setting is scored from them by nDCG@10 on qrels.
 """
 
 from __future__ import annotations
@@ -10,14 +13,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from promptembed.calibration import Calibration
+from promptembed.config import RetrievalConfig
 from promptembed.evaluate import spearman
 
 if TYPE_CHECKING:
+    from promptembed.config import Config
     from promptembed.embedder import PromptEmbedder
 
 
@@ -236,3 +242,148 @@ class _Grid:
                 names = tuple(m[1] for m in members)
                 out.append(Candidate(names, calibrated, value, label, variant))
         return out
+
+
+# -- retrieval: mode, fusion and weights from the user's own qrels ----------------------------
+
+Runs = Mapping[str, Sequence[Sequence[tuple[str, float]]]]
+"""Per channel, each query's ``(id, score)`` hits, best first (``corpus_channels``)."""
+
+DENSE_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(1, 10))
+"""Dense weights of the weighted fusions tried (BM25 weighs ``1 - w``)."""
+
+
+@dataclass(frozen=True)
+class RetrievalCandidate:
+    """One scored ``[retrieval]`` setting."""
+
+    retrieval: RetrievalConfig
+    ndcg_at_10: float
+    recall_at_100: float
+
+    @property
+    def label(self) -> str:
+        """``dense``, ``bm25``, ``weighted 0.3/0.7`` or ``rrf k=60``."""
+        r = self.retrieval
+        if r.mode == "dense":
+            return "dense"
+        if r.fusion == "rrf":
+            return f"rrf k={r.rrf_k}"
+        if r.weights.get("dense") == 0:
+            return "bm25"
+        return f"weighted {r.weights['dense']}/{r.weights['bm25']}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for JSON output: the label, the fields a config gets, the scores."""
+        r = self.retrieval
+        return {
+            "label": self.label,
+            **r.model_dump(include={"mode", "channels", "fusion", "weights", "rrf_k"}),
+            "ndcg@10": self.ndcg_at_10,
+            "recall@100": self.recall_at_100,
+        }
+
+
+@dataclass
+class RetrievalTuneResult:
+    """Every scored retrieval setting, best first."""
+
+    candidates: list[RetrievalCandidate] = field(default_factory=list)
+
+    @property
+    def best(self) -> RetrievalCandidate:
+        """The winner."""
+        return self.candidates[0]
+
+
+def retrieval_grid(base: RetrievalConfig) -> list[RetrievalConfig]:
+    """The settings :func:`tune_retrieval` scores, simplest first.
+
+    Dense alone, BM25 alone, dense + BM25 weighted with dense weight 0.1 … 0.9, and
+    RRF (k = 60). A hybrid of one channel is not a config, so BM25 alone is the
+    weighted fusion with dense weight 0: BM25's own order, and what a store can serve.
+    ``base`` supplies everything else (candidates, stemmer, BM25 parameters).
+    """
+    fields = base.model_dump(exclude={"mode", "channels", "fusion", "weights", "rrf_k"})
+    hybrid = {**fields, "mode": "hybrid", "channels": ["dense", "bm25"]}
+    grid = [RetrievalConfig(**fields)]
+    for w in (0.0, *DENSE_WEIGHTS):
+        weights = {"dense": w, "bm25": round(1 - w, 1)}
+        grid.append(RetrievalConfig(**hybrid, fusion="weighted", weights=weights))
+    grid.append(RetrievalConfig(**hybrid, fusion="rrf", rrf_k=60))
+    return grid
+
+
+def score_retrieval(
+    runs: Runs,
+    retrieval: RetrievalConfig,
+    qids: Sequence[str],
+    qrels: Mapping[str, Mapping[str, int]],
+) -> RetrievalCandidate:
+    """Score one setting from stored channel runs, ranked as every face ranks (one fusion).
+
+    A hybrid setting sees each channel's top ``retrieval.candidates`` only, as
+    :func:`promptembed.evaluate.evaluate_retrieval` gives it.
+    """
+    from promptembed.evaluate import fused_runs, ndcg_recall
+
+    n = retrieval.candidates if retrieval.mode == "hybrid" else None
+    cut = {name: [hits[:n] for hits in runs[name]] for name in retrieval.active}
+    ndcg, recall = ndcg_recall(fused_runs(cut, retrieval, qids), qrels)
+    return RetrievalCandidate(retrieval, round(ndcg, 4), round(recall, 4))
+
+
+def tune_retrieval(
+    config: Config | str | Path | dict[str, Any],
+    corpus: str | Path,
+    queries: str | Path,
+    qrels: str | Path,
+    *,
+    embedder: PromptEmbedder | None = None,
+) -> RetrievalTuneResult:
+    """Pick the retrieval mode, fusion and weights by nDCG@10 on labelled queries.
+
+    The corpus and the queries are embedded once with the config's embedder and each
+    channel's hits are computed once; every setting of :func:`retrieval_grid` is then
+    fused from them. Ties go to the simpler setting (the grid's order).
+
+    Args:
+        config: The config whose ``[embedder]`` and ``[retrieval]`` (candidates,
+            stemmer, BM25 parameters) are used.
+        corpus: BEIR ``corpus.jsonl``.
+        queries: BEIR ``queries.jsonl``.
+        qrels: Qrels TSV (``query-id``, ``corpus-id``, ``score``).
+        embedder: An already loaded embedder for ``config.embedder``.
+
+    Returns:
+        Every setting with its nDCG@10 and Recall@100, best first.
+
+    Example:
+        >>> from promptembed.tune import tune_retrieval
+        >>> result = tune_retrieval(  # doctest: +SKIP
+        ...     "pe.toml", "corpus.jsonl", "queries.jsonl", "qrels.tsv"
+        ... )
+        >>> result.best.label  # doctest: +SKIP
+        'weighted 0.3/0.7'
+
+    """
+    from promptembed.config import load_config
+    from promptembed.evaluate import corpus_channels, read_beir
+
+    cfg = load_config(config)
+    if embedder is None:
+        from promptembed.embedder import PromptEmbedder
+
+        embedder = PromptEmbedder(config=cfg.embedder)
+    docs, qs, judged = read_beir(corpus, queries, qrels)
+    if not qs:
+        raise ValueError(f"no query of {queries} is judged in {qrels}")
+    grid = retrieval_grid(cfg.retrieval)
+    # Deep enough for dense mode's top 100 and for the configured candidates.
+    depth = max(100, cfg.retrieval.candidates)
+    probe = grid[1].model_copy(update={"candidates": depth})
+    runs = corpus_channels(embedder, docs, qs, probe)
+    qids = list(qs)
+    scored = [score_retrieval(runs, r, qids, judged) for r in grid]
+    order = sorted(range(len(scored)), key=lambda i: (-scored[i].ndcg_at_10, i))
+    return RetrievalTuneResult([scored[i] for i in order])

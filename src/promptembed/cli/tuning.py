@@ -22,10 +22,15 @@ from promptembed.config import load_config
 
 def _write_embedder_fields(config: Path, **fields: Any) -> None:
     """Set ``[embedder]`` fields in a TOML config file, keeping its comments (tomlkit)."""
+    _write_fields(config, "embedder", fields)
+
+
+def _write_fields(config: Path, section: str, fields: dict[str, Any]) -> None:
+    """Set (``None``: remove) fields of one table of a TOML config, keeping the rest."""
     import tomlkit
 
     doc = tomlkit.parse(config.read_text(encoding="utf-8"))
-    table = doc.setdefault("embedder", tomlkit.table())
+    table = doc.setdefault(section, tomlkit.table())
     for key, value in fields.items():
         if value is None:
             table.pop(key, None)
@@ -137,16 +142,43 @@ def tune_cmd(
     max_ensemble: Annotated[int, typer.Option(help="Largest ensemble tried.")] = 3,
     write: Annotated[bool, typer.Option(help="Write the winner into the config.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")] = False,
+    corpus: Annotated[
+        Path | None, typer.Option(help="BEIR corpus.jsonl: tune [retrieval] instead of STS.")
+    ] = None,
+    queries: Annotated[
+        Path | None, typer.Option(help="BEIR queries.jsonl (with --corpus).")
+    ] = None,
+    qrels: Annotated[Path | None, typer.Option(help="Qrels TSV (with --corpus).")] = None,
 ) -> None:
     """Search template × layer × ICL/TP (× calibration × ensembles); keep the winner.
 
     With ``--train`` the selection is made on a held-out part of train and ``--dev`` is
     scored once, for the winner only, so the dev number is untouched by the search.
+
+    With ``--corpus/--queries/--qrels`` it tunes ``[retrieval]`` instead: dense alone,
+    BM25 alone, dense + BM25 weighted (dense 0.1 … 0.9) and RRF, by nDCG@10 on your
+    qrels; the winner's mode, channels, fusion and weights go into the config.
     """
     from promptembed.embedder import PromptEmbedder
     from promptembed.evaluate import evaluate_sts, read_sts
     from promptembed.tune import tune
 
+    if corpus or queries or qrels:
+        sts_only = {
+            "--data": data,
+            "--train": train,
+            "--dev": dev,
+            "--sample": sample,
+            "--demonstrations": demonstrations,
+            "--token-prepending": token_prepending,
+            # Options with defaults: refused when set to anything else.
+            "--templates": templates != "eol,sth,sum,cot,ke",
+            "--selection-size": selection_size != 1500,
+            "--limit": limit != 2000,
+            "--max-ensemble": max_ensemble != 3,
+        }
+        _tune_retrieval(config, corpus, queries, qrels, sts_only, write, as_json)
+        return
     try:
         cfg = load_config(config)
         pairs, texts = _selection(data, train, selection_size, sample, limit)
@@ -265,3 +297,66 @@ def _show(result: Any, summary: dict[str, Any], data: Path | None, as_json: bool
             f"selection {summary['selection']:.2f} on {summary['pairs']} pairs; "
             f"dev {summary['dev']:.2f} (difference {summary['difference']:+.2f})"
         )
+
+
+def _tune_retrieval(
+    config: Path,
+    corpus: Path | None,
+    queries: Path | None,
+    qrels: Path | None,
+    sts_only: dict[str, Any],
+    write: bool,
+    as_json: bool,
+) -> None:
+    """`promptembed tune --corpus/--queries/--qrels`: pick and write ``[retrieval]``."""
+    from promptembed.tune import tune_retrieval
+
+    try:
+        given = sorted(name for name, value in sts_only.items() if value)
+        if given:
+            raise ValueError(f"{', '.join(given)} tune STS templates; not with --corpus")
+        if corpus is None or queries is None or qrels is None:
+            raise ValueError("retrieval tuning needs all of --corpus, --queries and --qrels")
+        cfg = load_config(config)
+        embedder_cfg = cfg.embedder.model_copy(update={"show_progress": not as_json})
+        result = tune_retrieval(
+            cfg.model_copy(update={"embedder": embedder_cfg}), corpus, queries, qrels
+        )
+        if write:
+            _write_fields(config, "retrieval", _retrieval_fields(result.best.retrieval))
+    except (ValueError, ImportError, OSError) as error:
+        raise fail(error) from error
+    rows = [c.to_dict() for c in result.candidates]
+    if as_json:
+        typer.echo(json.dumps({"winner": rows[0], "ranking": rows}))
+    else:
+        table = Table(title=f"tune retrieval on {qrels.name} — best first")
+        for col in ("setting", "nDCG@10", "Recall@100"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(row["label"], f"{row['ndcg@10']:.4f}", f"{row['recall@100']:.4f}")
+        console.print(table)
+    if write:
+        err.print(f"wrote \\[retrieval] {rows[0]['label']} to {config}")
+
+
+def _retrieval_fields(r: Any) -> dict[str, Any]:
+    """The ``[retrieval]`` keys a tuned setting sets; ``None`` removes a key."""
+    if r.mode == "dense":  # channels, fusion and weights only apply in hybrid mode
+        return {"mode": "dense", "channels": None, "fusion": None, "weights": None}
+    return {
+        "mode": r.mode,
+        "channels": list(r.channels),
+        "fusion": r.fusion,
+        "weights": _inline(r.weights) if r.weights else None,
+        "rrf_k": r.rrf_k if r.fusion == "rrf" else None,
+    }
+
+
+def _inline(values: dict[str, float]) -> Any:
+    """``weights = { dense = 0.3, bm25 = 0.7 }`` rather than a ``[retrieval.weights]`` table."""
+    import tomlkit
+
+    table = tomlkit.inline_table()
+    table.update(values)
+    return table
