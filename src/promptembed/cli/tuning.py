@@ -143,7 +143,7 @@ def tune_cmd(
     write: Annotated[bool, typer.Option(help="Write the winner into the config.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")] = False,
     corpus: Annotated[
-        Path | None, typer.Option(help="BEIR corpus.jsonl: tune [retrieval] instead of STS.")
+        Path | None, typer.Option(help="BEIR corpus.jsonl: tune the retrieval table instead of STS.")
     ] = None,
     queries: Annotated[
         Path | None, typer.Option(help="BEIR queries.jsonl (with --corpus).")
@@ -155,7 +155,7 @@ def tune_cmd(
     With ``--train`` the selection is made on a held-out part of train and ``--dev`` is
     scored once, for the winner only, so the dev number is untouched by the search.
 
-    With ``--corpus/--queries/--qrels`` it tunes ``[retrieval]`` instead: dense alone,
+    With ``--corpus/--queries/--qrels`` it tunes the ``retrieval`` table instead: dense alone,
     BM25 alone, dense + BM25 weighted (dense 0.1 … 0.9) and RRF, by nDCG@10 on your
     qrels; the winner's mode, channels, fusion and weights go into the config.
     """
