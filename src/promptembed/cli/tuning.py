@@ -143,7 +143,8 @@ def tune_cmd(
     write: Annotated[bool, typer.Option(help="Write the winner into the config.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")] = False,
     corpus: Annotated[
-        Path | None, typer.Option(help="BEIR corpus.jsonl: tune the retrieval table instead of STS.")
+        Path | None,
+        typer.Option(help="BEIR corpus.jsonl: tune the retrieval table instead of STS."),
     ] = None,
     queries: Annotated[
         Path | None, typer.Option(help="BEIR queries.jsonl (with --corpus).")
