@@ -87,7 +87,7 @@ def fail(error: BaseException) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-_NOISY_LOGGERS = ("torchao", "torchao.kernel.intmm", "torch.utils._pytree")
+_NOISY_LOGGERS = ("torchao", "torchao.kernel.intmm", "torch.utils._pytree", "bm25s")
 
 
 def _print_version(value: bool) -> None:
@@ -112,7 +112,8 @@ def _main(
     _verbose = verbose
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     if not verbose:
-        # transformers imports torchao whenever it is installed (the int8 extra); torchao
-        # then warns about CUDA-only kernels it cannot load on every CPU-only run.
+        # transformers imports torchao whenever it is installed (the int8 extra), and
+        # torchao then warns about CUDA-only kernels on every CPU run; bm25s logs its
+        # index builds at DEBUG on a logger of its own level.
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
