@@ -52,20 +52,6 @@ def test_int8_vectors_are_close_to_float32(arch, template, embedder_factory):
     assert sims.min() >= 0.99, sims
 
 
-@pytest.mark.parametrize("arch", QUANTISED)
-def test_int8_keeps_exactly_the_down_projections_in_float32(arch, embedder_factory):
-    # down_proj's input holds the block's largest activation outliers: it stays float32
-    # (see quantization.keeps_float32); every other decoder linear layer is int8.
-    fast = embedder_factory(arch, template="eol", dtype="int8")
-    kept, quantised = set(), set()
-    for name, module in decoder_layers(fast.model).named_modules():
-        if isinstance(module, torch.nn.Linear):
-            is_int8 = getattr(module.weight, "qdata", module.weight).dtype == torch.int8
-            (quantised if is_int8 else kept).add(name)
-    assert kept == {n for n in kept | quantised if n.endswith(".down_proj")}
-    assert quantised and (kept or arch == "opt")  # OPT's MLP is fc1/fc2: all int8
-
-
 # Activations are quantised per token, so neighbours and padding never change a text's
 # scales. Bit equality is still out of reach: float32 differs ~1e-6 between batch shapes,
 # and a value that sits on a rounding boundary then moves by one int8 step. Hence cosine.

@@ -2,12 +2,10 @@
 
 Weights are quantised once per output channel (symmetric int8) and activations per
 token at run time, through torchao's maintained ``quantize_`` API
-(``Int8DynamicActivationInt8WeightConfig``). The MLP down-projections, whose inputs carry
-the largest activation outliers (:func:`keeps_float32`), embeddings, norms, attention
-scores and the pooled vectors stay in float32. On CPUs with AVX-512 VNNI (no AMX)
-torchao runs the products as u8×s8 ``torch._int_mm``; elsewhere it uses a reduced 7-bit
-range, which is torchao's own guard against overflow, so the vectors stay right but the
-speed-up shrinks.
+(``Int8DynamicActivationInt8WeightConfig``). Embeddings, norms, attention scores and
+the pooled vectors stay in float32. On CPUs with AVX-512 VNNI (no AMX) torchao runs the
+products as u8×s8 ``torch._int_mm``; elsewhere it uses a reduced 7-bit range, which is
+torchao's own guard against overflow, so the vectors stay right but the speed-up shrinks.
 
 Only :func:`promptembed.loading.load_model` calls this module: device and precision are
 decided there, once.
@@ -22,28 +20,6 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 INT8 = "int8"
-
-
-def keeps_float32(name: str) -> bool:
-    """Whether the linear layer ``name`` (its path inside a decoder block) stays float32.
-
-    The rule: every MLP ``down_proj`` stays float32. Its input is the gated product
-    (``act(gate) * up``), which carries the largest per-channel activation outliers
-    of the block, so one per-token int8 scale for it crushes the ordinary channels.
-    Probed on 200 STS-B dev sentences (eol template, one thread), it halves Gemma-3-270M's
-    distance from float32 (mean cosine 0.9847 -> 0.9931) at 1.62-1.66x float32 speed
-    (1.86x with every layer int8); alternatives (the first, last or first and last
-    blocks) moved the cosine far less. See benchmarks/README.md.
-
-    Args:
-        name: The layer's name inside its block, e.g. ``mlp.down_proj``.
-
-    Example:
-        >>> keeps_float32("mlp.down_proj"), keeps_float32("self_attn.q_proj")
-        (True, False)
-
-    """
-    return name.rsplit(".", 1)[-1] == "down_proj"
 
 
 def _torchao() -> tuple[Any, Any]:
@@ -68,9 +44,7 @@ def _torchao() -> tuple[Any, Any]:
 
 
 def quantize_int8(model: Any) -> int:
-    """Quantise, in place, the decoder blocks' ``nn.Linear`` layers but the down-projections.
-
-    :func:`keeps_float32` names the layers that stay float32 (the MLP ``down_proj``).
+    """Quantise, in place, every ``nn.Linear`` inside the decoder blocks of ``model``.
 
     Args:
         model: A transformers base model in float32 on the CPU, gradients off.
@@ -88,7 +62,7 @@ def quantize_int8(model: Any) -> int:
         >>> cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
         ...                   num_hidden_layers=2, num_attention_heads=4)
         >>> quantize_int8(LlamaModel(cfg).eval().requires_grad_(False))  # doctest: +SKIP
-        12
+        14
 
     """
     from torch import nn
@@ -96,12 +70,7 @@ def quantize_int8(model: Any) -> int:
     from promptembed.forward import decoder_layers
 
     blocks = decoder_layers(model)
-    targets = {
-        id(m)
-        for block in blocks
-        for name, m in block.named_modules()
-        if isinstance(m, nn.Linear) and not keeps_float32(name)
-    }
+    targets = {id(m) for m in blocks.modules() if isinstance(m, nn.Linear)}
     if not targets:
         raise ValueError(
             f"dtype='int8' quantises the nn.Linear layers of the decoder blocks, and "
