@@ -111,6 +111,19 @@ def health(base: str) -> dict[str, Any]:
 # -- clients ------------------------------------------------------------------------------
 
 
+def _wait_until_healthy(proc: subprocess.Popen, base: str, timeout: float = 60) -> None:
+    """Wait for a server subprocess to answer /health; fail with its output if it dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, f"server did not come up in {timeout:.0f} s"
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+
 def test_openai_client_base64_and_float_equal_in_process(live, ref):
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=f"{live.base}/v1", api_key=KEY, max_retries=0, timeout=30)
@@ -451,15 +464,7 @@ def test_cli_serve_answers_then_stops_on_sigterm(model_dirs, tmp_path, ref):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "CLI server did not come up in 60 s"
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        _wait_until_healthy(proc, base)
         r = _post(base, {"input": TEXTS[:2]})
         assert r.status_code == 200
         got = np.array([d["embedding"] for d in r.json()["data"]])
@@ -632,15 +637,7 @@ def test_sigterm_with_a_full_queue_gives_only_200s_and_openai_503s(model_dirs, t
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "server did not come up in 60 s"
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        _wait_until_healthy(proc, base)
         requests = 16  # 16 batches of 0.5 s: far more than the 1 s grace period
         with ThreadPoolExecutor(requests) as pool:
             futures = [
