@@ -184,14 +184,19 @@ def test_tune_cli_selects_on_train_then_scores_dev_once(config_file, tmp_path):
     dev.write_text("".join(f'"{a}","{b}",{s}\n' for a, b, s in PAIRS))
     fit, _selection = split_train(read_sts(train), selection=12)
     demos = tmp_path / "demos.json"
-    demos.write_text(json.dumps([[fit[0][0], "Guitar"], [fit[1][0], "Horse"]]))
+    group = [[fit[0][0], "Guitar"], [fit[1][0], "Horse"]]  # two shown together
+    demos.write_text(json.dumps([*group, group]))
     base = ["tune", "--config", str(config_file), "--train", str(train), "--dev", str(dev)]
     args = ["--selection-size", "12", "--templates", "eol", "--demonstrations", str(demos)]
-    result = CliRunner().invoke(app, [*base, *args, "--token-prepending", "1-2", "--json"])
+    boosters = ["--token-prepending", "1-2", "--contrastive", "1:0.5"]
+    result = CliRunner().invoke(app, [*base, *args, *boosters, "--json"])
     assert result.exit_code == 0, result.output
     summary, rows = (json.loads(x) for x in result.stdout.strip().splitlines()[-2:])
     variants = {json.dumps(r["variant"]) for r in rows}
-    assert len(variants) == 4  # plain, each demonstration, one TP span
+    # plain, each demonstration, the group, one TP span, one contrastive setting
+    assert len(variants) == 6
+    assert {"demonstrations": group} in [r["variant"] for r in rows]
+    assert {"contrastive": [1, 0.5]} in [r["variant"] for r in rows]
     assert summary["pairs"] == 12 and summary["selection"] == rows[0]["spearman"]
     # The dev number is what `promptembed eval sts --config` gets from the written config.
     cfg = load_config(config_file).embedder
@@ -228,4 +233,28 @@ def test_tune_cli_refuses_demonstrations_from_the_selection_part(config_file, tm
         ],
     )
     assert result.exit_code != 0 and "fit part" in result.output
+    assert config_file.read_text() == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--contrastive", "8", "block:alpha"),
+        ("--contrastive", "x:1", "block:alpha"),
+        ("--demonstrations", '[["only a sentence"]]', "must be"),
+        ("--demonstrations", '[[["s", "w"], "loose"]]', "must be"),
+    ],
+)
+def test_tune_cli_refuses_malformed_booster_candidates(
+    config_file, tmp_path, option, value, message
+):
+    train = tmp_path / "train.csv"
+    train.write_text("".join(f'"{a}","{b}",{s}\n' for a, b, s in _train_pairs()))
+    if option == "--demonstrations":
+        (tmp_path / "demos.json").write_text(value)
+        value = str(tmp_path / "demos.json")
+    before = config_file.read_text()
+    args = ["tune", "--config", str(config_file), "--train", str(train), "--selection-size", "12"]
+    result = CliRunner().invoke(app, [*args, option, value])
+    assert result.exit_code != 0 and message in result.output
     assert config_file.read_text() == before  # nothing written

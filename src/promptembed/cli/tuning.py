@@ -90,19 +90,54 @@ def _spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def _variants(demonstrations: Path | None, spans: str, held_out: set[str]) -> list[dict[str, Any]]:
-    """The plain prompt, each candidate demonstration alone, and each TP span."""
+def _contrastive(text: str) -> list[tuple[int, float]]:
+    """``"8:1,12:0.5"`` → ``[(8, 1.0), (12, 0.5)]`` (block:alpha)."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        block, _, alpha = part.partition(":")
+        try:
+            out.append((int(block), float(alpha)))
+        except ValueError:
+            raise ValueError(
+                f"contrastive settings look like 8:1,12:0.5 (block:alpha); got {part!r}"
+            ) from None
+    return out
+
+
+def _demo_groups(path: Path) -> list[list[list[str]]]:
+    """Candidate demonstrations: each entry is one ``[sentence, word]`` or a list of them."""
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    groups = []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        group = [entry] if entry and all(isinstance(x, str) for x in entry) else entry
+        if not (isinstance(group, list) and group) or not all(
+            isinstance(d, list) and len(d) == 2 and all(isinstance(x, str) for x in d)
+            for d in group
+        ):
+            raise ValueError(
+                f"{path}: each candidate must be [sentence, word] or a list of them "
+                f"([[sentence, word], ...]); got {json.dumps(entry, ensure_ascii=False)}"
+            )
+        groups.append([list(d) for d in group])
+    return groups
+
+
+def _variants(
+    demonstrations: Path | None, spans: str, contrastive: str, held_out: set[str]
+) -> list[dict[str, Any]]:
+    """The plain prompt, each candidate demonstration (group), each TP span, each CP setting."""
     variants: list[dict[str, Any]] = [{}]
     if demonstrations is not None:
-        demos = json.loads(demonstrations.read_text(encoding="utf-8"))
-        leaked = [s for s, _ in demos if s in held_out]
+        groups = _demo_groups(demonstrations)
+        leaked = [s for group in groups for s, _ in group if s in held_out]
         if leaked:
             raise ValueError(
                 f"demonstration sentences must come from the fit part, not the selection "
                 f"part; these are in it: {leaked}"
             )
-        variants += [{"demonstrations": [list(d)]} for d in demos]
+        variants += [{"demonstrations": group} for group in groups]
     variants += [{"token_prepending": span} for span in _spans(spans)]
+    variants += [{"contrastive": setting} for setting in _contrastive(contrastive)]
     return variants
 
 
@@ -134,10 +169,17 @@ def tune_cmd(
     limit: Annotated[int, typer.Option(help="Max calibration sample texts.")] = 2000,
     demonstrations: Annotated[
         Path | None,
-        typer.Option(help="JSON list of candidate [sentence, word] demonstrations, each tried."),
+        typer.Option(
+            help="JSON list of candidate demonstrations, each tried: [sentence, word], or a "
+            "list of such pairs shown together."
+        ),
     ] = None,
     token_prepending: Annotated[
         str, typer.Option(help="Token Prepending block spans to try, e.g. 1-4,1-8.")
+    ] = "",
+    contrastive: Annotated[
+        str,
+        typer.Option(help="Contrastive prompting settings to try (block:alpha), e.g. 8:1,12:0.5."),
     ] = "",
     max_ensemble: Annotated[int, typer.Option(help="Largest ensemble tried.")] = 3,
     write: Annotated[bool, typer.Option(help="Write the winner into the config.")] = True,
@@ -151,7 +193,7 @@ def tune_cmd(
     ] = None,
     qrels: Annotated[Path | None, typer.Option(help="Qrels TSV (with --corpus).")] = None,
 ) -> None:
-    """Search template × layer × ICL/TP (× calibration × ensembles); keep the winner.
+    """Search template × layer × ICL/TP/contrastive (× calibration × ensembles); keep the winner.
 
     With ``--train`` the selection is made on a held-out part of train and ``--dev`` is
     scored once, for the winner only, so the dev number is untouched by the search.
@@ -172,6 +214,7 @@ def tune_cmd(
             "--sample": sample,
             "--demonstrations": demonstrations,
             "--token-prepending": token_prepending,
+            "--contrastive": contrastive,
             # Options with defaults: refused when set to anything else.
             "--templates": templates != "eol,sth,sum,cot,ke",
             "--selection-size": selection_size != 1500,
@@ -185,12 +228,14 @@ def tune_cmd(
         pairs, texts = _selection(data, train, selection_size, sample, limit)
         held_out = {s for a, b, _ in pairs for s in (a, b)}
         names = [t.strip() for t in templates.split(",") if t.strip()]
+        variants = _variants(demonstrations, token_prepending, contrastive, held_out)
         base = cfg.embedder.model_copy(
             update={
                 "calibration": None,
                 "layer": None,
                 "demonstrations": None,
                 "token_prepending": None,
+                "contrastive": None,
                 "show_progress": not as_json,
             }
         )
@@ -201,7 +246,7 @@ def tune_cmd(
             templates=names,
             sample=texts,
             max_ensemble=max_ensemble,
-            variants=_variants(demonstrations, token_prepending, held_out),
+            variants=variants,
         )
         best = result.best
         winner = list(best.templates) if len(best.templates) > 1 else best.templates[0]
@@ -220,6 +265,7 @@ def tune_cmd(
                 calibration=calibration_name if write else None,
                 demonstrations=best.variant.get("demonstrations"),
                 token_prepending=_listed(best.variant.get("token_prepending")),
+                contrastive=_listed(best.variant.get("contrastive")),
             )
         summary = {"winner": best.__dict__, "selection": best.spearman, "pairs": len(pairs)}
         if dev is not None:
