@@ -32,6 +32,11 @@ csv.writer(sys.stdout).writerows(s)" > "$res/stsb-$lang-selection500.csv"
     shipped-before)  # a config on the selection pairs: CONFIG=... LANG_=en|zh OUT=name
       promptembed eval sts --json --config "$CONFIG" \
         --data "$res/stsb-$LANG_-selection500.csv" > "$res/shipped-before-$OUT-selection.json" ;;
+    candidate-smollm2)  # the previous SmolLM2 config (ke + one demonstration): 74.39 sel.
+      python benchmarks/boosters2_candidate.py --base examples/configs/best-smollm2-en.toml \
+        --lang en --set 'demonstrations=[["A dog rides a skateboard.", "Skateboarding"]]' \
+        --set 'template="ke"' --out /tmp/cand15/smollm2-icl/best-smollm2-en.toml \
+        > "$res/candidate-smollm2-en-icl.json" ;;
     tune-gemma-en)  # templates x layers x demonstrations x calibrations x ensembles; dev once
       run_tune gemma-en en gemma-3-270m eol --templates eol,sth,cot,ke \
         --demonstrations benchmarks/boosters2/demos-en.json --dev "$data/stsb-en-dev.csv" ;;

@@ -24,7 +24,7 @@ KINDS = {
 
 
 def label(candidate: dict[str, Any]) -> str:
-    """``ke@-1 + cot@-2, whiten-128, demonstrations ×1`` style description."""
+    """``ke@-1 + cot@-2, whiten-128, ICL: sentence → word`` style description."""
     parts = [" + ".join(candidate["templates"])]
     if candidate["calibration"]:
         parts.append(candidate["calibration"])
