@@ -14,6 +14,9 @@ demo: install
 	promptembed demo
 
 test: install
+	# The layers (pyproject's [tool.importlinter]) and no import cycle, then the suite.
+	lint-imports
+	$(PY) tools/import_cycles.py
 	$(PY) -m pytest
 
 test-slow: install

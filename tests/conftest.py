@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import free_port
+
 CORPUS = [
     'This sentence : "A man is playing a guitar." means in one word:"',
     "After thinking step by step , this sentence : means something can be summarized as",
@@ -163,15 +165,6 @@ def reference(model_dirs, tokenizer):
         return (states[-1] if pooling == "last" else states.mean(0)).numpy()
 
     return ref
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from promptembed.config import Config, EmbedderConfig, ServerConfig, StoreConfig
 from promptembed.templates import BUILTIN_TEMPLATES, Template, normalize_sentence
 
 if TYPE_CHECKING:
-    from promptembed.embedder import NonFiniteEmbeddingError, PromptEmbedder
+    from promptembed.engine.embedder import NonFiniteEmbeddingError, PromptEmbedder
 
 __version__ = "0.1.0"
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # PromptEmbedder pulls in numpy; keep `import promptembed` light.
     if name in ("PromptEmbedder", "NonFiniteEmbeddingError"):
-        from promptembed import embedder
+        from promptembed.engine import embedder
 
         return getattr(embedder, name)
     if name == "retrieve":  # pulls in numpy and the retrieval package

@@ -32,11 +32,9 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from promptembed.config import EmbedderConfig
-    from promptembed.embedder import PromptEmbedder
+from promptembed.config import EmbedderConfig, hash_in_name
 
 # Config fields that change the vectors (compared exactly).
 VECTOR_FIELDS = (
@@ -80,7 +78,6 @@ NEVER_STORED = frozenset(
     {"trust_remote_code", "show_progress", "embedding_cache", "replicas", "token_env"}
 )
 
-_HASHED_NAME = re.compile(r"^calibration-([0-9a-f]{12})\.npz$")
 _FLOAT = frozenset({"float32", "bfloat16", "float16", "float64"})
 # Config keys that vary with the machine or library, not with the weights.
 _CONFIG_NOISE = frozenset(
@@ -107,12 +104,6 @@ def calibration_hash(path: str | Path | None) -> str | None:
     if named:  # Calibration.load refuses a file whose bytes do not match its name
         return named
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-
-
-def hash_in_name(path: str | Path) -> str | None:
-    """The hash carried by a ``calibration-<hash>.npz`` name, else ``None``."""
-    match = _HASHED_NAME.match(Path(path).name)
-    return match.group(1) if match else None
 
 
 def _unset(value: Any) -> Any:
@@ -204,7 +195,20 @@ def of_config(config: EmbedderConfig) -> VectorIdentity:
     )
 
 
-def of_embedder(embedder: PromptEmbedder) -> VectorIdentity:
+class LoadedEmbedder(Protocol):
+    """What :func:`of_embedder` reads of a loaded embedder (``PromptEmbedder`` has it)."""
+
+    @property
+    def config(self) -> EmbedderConfig: ...  # noqa: D102
+
+    @property
+    def fingerprint(self) -> str: ...  # noqa: D102
+
+    @property
+    def torch_dtype(self) -> Any: ...  # noqa: D102
+
+
+def of_embedder(embedder: LoadedEmbedder) -> VectorIdentity:
     """The identity of a loaded embedder: its config, weights and resolved precision."""
     config = embedder.config
     weights = embedder.fingerprint

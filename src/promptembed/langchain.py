@@ -7,36 +7,54 @@ it registers promptembed's Chroma embedding function when chromadb is installed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from promptembed._optional import register_chroma, require
+from promptembed._util.optional import available, require
 
 require("langchain_core", "langchain")
 
-from langchain_core.embeddings import Embeddings  # noqa: E402
-from pydantic import ConfigDict, PrivateAttr  # noqa: E402
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, PrivateAttr
 
-from promptembed._adapter import AdapterFields, text_list  # noqa: E402
+from promptembed._util.inputs import one_text, text_list
+from promptembed.adapters import AdapterFields
+from promptembed.config import load_config
+from promptembed.retrieval import HybridRetriever
+from promptembed.retrieval import open_retriever as open_core
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from promptembed.config import Config
-    from promptembed.embedder import PromptEmbedder
+    from promptembed.engine.embedder import PromptEmbedder
 
-__all__ = ["PromptEmbeddings", "PromptRetriever", "open_retriever", "open_vectorstore"]
+if available("chromadb"):
+    # Registers promptembed's embedding function with Chroma, so a collection any
+    # adapter made reopens by name in this process.
+    from promptembed.store.function import open_checked_collection
 
-register_chroma()
+__all__ = [
+    "CheckedChroma",
+    "PromptEmbeddings",
+    "PromptRetriever",
+    "open_retriever",
+    "open_vectorstore",
+]
 
 
 def _chroma_collection(owner: Any) -> Any:
-    """The collection of a ``langchain_chroma.Chroma`` store on the call stack."""
-    if type(owner).__module__.startswith("langchain_chroma"):
-        return getattr(owner, "_collection", None)
-    return None
+    """The collection of a ``langchain_chroma.Chroma`` store (or subclass) on the call stack."""
+    try:
+        from langchain_chroma import Chroma
+    except ImportError:  # langchain_chroma not installed: no such store to find
+        return None
+    return getattr(owner, "_collection", None) if isinstance(owner, Chroma) else None
 
 
-_WRITERS = (_chroma_collection, ("langchain_chroma",))
+# Who writes to, or queries, a collection: found on the call stack by the guard.
+_STORES = (_chroma_collection, ("langchain_chroma",))
 
 
 class PromptEmbeddings(AdapterFields, Embeddings):
@@ -66,22 +84,55 @@ class PromptEmbeddings(AdapterFields, Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents with the document template."""
         items = text_list(texts)
-        self._guard(*_WRITERS)
+        self._guard(*_STORES)
         return self.embedder.embed(items, kind="document").tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed one query with the query template."""
-        return self.embedder.embed(text, kind="query").tolist()
+        """Embed one query with the query template (checked against the collection queried)."""
+        query = one_text(text)
+        self._guard(*_STORES)
+        return self.embedder.embed(query, kind="query").tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Like :meth:`embed_documents`, in a worker thread (the event loop stays free)."""
         items = text_list(texts)
-        self._guard(*_WRITERS)
+        self._guard(*_STORES)
         return await asyncio.to_thread(self.embed_documents, items)
 
     async def aembed_query(self, text: str) -> list[float]:
         """Like :meth:`embed_query`, in a worker thread (the event loop stays free)."""
-        return await asyncio.to_thread(self.embed_query, text)
+        query = one_text(text)
+        self._guard(*_STORES)
+        return await asyncio.to_thread(self.embed_query, query)
+
+
+if available("langchain_chroma"):
+    from langchain_chroma import Chroma
+
+    class CheckedChroma(Chroma):
+        """The ``langchain_chroma.Chroma`` store :func:`open_vectorstore` returns.
+
+        Applies promptembed's input rule where the store takes texts: ``add_texts`` (and
+        so ``aadd_texts``) refuses a bare ``str`` before anything is written, where the
+        base class would store one document per letter.
+
+        Example:
+            >>> open_vectorstore("promptembed.toml").add_texts("hello")  # doctest: +SKIP
+            Traceback (most recent call last):
+            TypeError: expected a list of texts, got one str ...
+
+        """
+
+        def add_texts(
+            self,
+            texts: Iterable[str],
+            metadatas: list[dict] | None = None,
+            ids: list[str] | None = None,
+            **kwargs: Any,
+        ) -> list[str]:
+            """``Chroma.add_texts`` with a bare string refused (wrap it in a list)."""
+            items = text_list(texts if isinstance(texts, str) else list(texts))
+            return super().add_texts(items, metadatas, ids, **kwargs)
 
 
 def open_vectorstore(
@@ -94,7 +145,7 @@ def open_vectorstore(
         embedder: An already loaded embedder to reuse.
 
     Returns:
-        ``langchain_chroma.Chroma``.
+        :class:`CheckedChroma`, a ``langchain_chroma.Chroma``.
 
     Raises:
         promptembed.guard.EmbedderConflictError: If the collection was built by another
@@ -107,12 +158,8 @@ def open_vectorstore(
 
     """
     require("langchain_chroma", "langchain")
-    from langchain_chroma import Chroma
-
-    from promptembed.chroma import open_checked_collection
-
     client, collection, embedder = open_checked_collection(config, embedder)
-    return Chroma(
+    return CheckedChroma(
         client=client,
         collection_name=collection.name,
         embedding_function=PromptEmbeddings.from_embedder(embedder),
@@ -120,7 +167,6 @@ def open_vectorstore(
 
 
 # -- hybrid retrieval ------------------------------------------------------------------------
-from langchain_core.retrievers import BaseRetriever  # noqa: E402
 
 
 class PromptRetriever(BaseRetriever):
@@ -139,11 +185,18 @@ class PromptRetriever(BaseRetriever):
 
     config: Any
     k: int = 4
+    # Held: the core keeps open retrievers weakly, so this one (and its model) stays
+    # open exactly as long as this retriever lives.
+    _core: HybridRetriever | None = PrivateAttr(default=None)
+
+    def core(self) -> HybridRetriever:
+        """The core retriever answering for this one (opened on first use)."""
+        if self._core is None:
+            self._core = open_core(self.config)
+        return self._core
 
     def _get_relevant_documents(self, query: str, *, run_manager: Any = None) -> list[Any]:
         from langchain_core.documents import Document
-
-        from promptembed.retrieval import retrieve
 
         return [
             Document(
@@ -156,7 +209,7 @@ class PromptRetriever(BaseRetriever):
                     "score": hit.score,
                 },
             )
-            for hit in retrieve(self.config, query, self.k)
+            for hit in self.core().search(query, self.k)
         ]
 
 
@@ -165,9 +218,6 @@ def open_retriever(config: str | Path | dict[str, Any] | Config, k: int = 4) -> 
 
     The store and its lexical index are opened (and checked) now, not on the first query.
     """
-    from promptembed.config import load_config
-    from promptembed.retrieval import open_retriever as open_core
-
-    cfg = load_config(config)
-    open_core(cfg)
-    return PromptRetriever(config=cfg, k=k)
+    retriever = PromptRetriever(config=load_config(config), k=k)
+    retriever.core()
+    return retriever

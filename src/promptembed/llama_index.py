@@ -8,43 +8,65 @@ installed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptembed._optional import register_chroma, require
+from promptembed._util.optional import available, require
+from promptembed.identity import stored_fields
 
 require("llama_index.core", "llama-index")
 
-from llama_index.core.base.embeddings.base import BaseEmbedding  # noqa: E402
-from llama_index.core.bridge.pydantic import (  # noqa: E402
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import (
     ConfigDict,
     PrivateAttr,
     field_serializer,
 )
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import BaseNode, MetadataMode
 
-from promptembed._adapter import AdapterFields, text_list  # noqa: E402
-from promptembed.config import EmbedderConfig  # noqa: E402
+from promptembed._util.inputs import one_text, text_list
+from promptembed.adapters import AdapterFields
+from promptembed.config import EmbedderConfig, load_config
+from promptembed.retrieval import HybridRetriever
+from promptembed.retrieval import open_retriever as open_core
+from promptembed.store.precomputed import TAG, check_precomputed, remember, tag_for
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from promptembed.config import Config
-    from promptembed.embedder import PromptEmbedder
+    from promptembed.engine.embedder import PromptEmbedder
 
-__all__ = ["PromptEmbedding", "PromptRetriever", "open_index", "open_retriever"]
+if available("chromadb"):
+    # Registers promptembed's embedding function with Chroma, so a collection any
+    # adapter made reopens by name in this process.
+    from promptembed.store.function import open_checked_collection
 
-register_chroma()
+__all__ = [
+    "CheckedChromaVectorStore",
+    "PromptEmbedding",
+    "PromptRetriever",
+    "open_index",
+    "open_retriever",
+]
 
 
 def _chroma_collection(owner: Any) -> Any:
-    """The Chroma collection behind an index or pipeline on the call stack."""
+    """The Chroma collection behind an index, retriever or pipeline on the call stack."""
+    try:
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+    except ImportError:  # no Chroma integration installed: no Chroma store to find
+        return None
     for name in ("_vector_store", "vector_store"):
         store = getattr(owner, name, None)
-        if type(store).__name__ == "ChromaVectorStore":
+        if isinstance(store, ChromaVectorStore):  # subclasses are guarded alike
             return getattr(store, "_collection", None)
     return None
 
 
-_WRITERS = (_chroma_collection, ("llama_index",))
+# Who writes to, or queries, a collection: found on the call stack by the guard.
+_STORES = (_chroma_collection, ("llama_index",))
 
 
 class PromptEmbedding(AdapterFields, BaseEmbedding):
@@ -100,7 +122,7 @@ class PromptEmbedding(AdapterFields, BaseEmbedding):
 
     @field_serializer("config")
     def _store_config(self, config: EmbedderConfig) -> dict[str, Any]:
-        return config.stored()
+        return stored_fields(config)
 
     @classmethod
     def class_name(cls) -> str:
@@ -113,27 +135,119 @@ class PromptEmbedding(AdapterFields, BaseEmbedding):
         """LlamaIndex's batch call; a bare string is refused, not split into letters."""
         return super().get_text_embedding_batch(text_list(texts), show_progress, **kwargs)
 
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[list[float]]:
+        """Like :meth:`get_text_embedding_batch`, async."""
+        return await super().aget_text_embedding_batch(text_list(texts), show_progress, **kwargs)
+
+    def get_query_embedding(self, query: str) -> list[float]:
+        """LlamaIndex's query call; a list is refused (one query at a time)."""
+        return super().get_query_embedding(one_text(query))
+
+    async def aget_query_embedding(self, query: str) -> list[float]:
+        """Like :meth:`get_query_embedding`, async."""
+        return await super().aget_query_embedding(one_text(query))
+
+    def get_text_embedding(self, text: str) -> list[float]:
+        """LlamaIndex's one-text call; a list is refused (use the batch call)."""
+        return super().get_text_embedding(one_text(text))
+
+    async def aget_text_embedding(self, text: str) -> list[float]:
+        """Like :meth:`get_text_embedding`, async."""
+        return await super().aget_text_embedding(one_text(text))
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Embed nodes (as an ingestion step) and tag each with this embedder's identity."""
+        return self._tagged(super().__call__(nodes, **kwargs))
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Like :meth:`__call__`, async."""
+        return self._tagged(await super().acall(nodes, **kwargs))
+
+    def _tagged(self, nodes: Sequence[BaseNode]) -> Sequence[BaseNode]:
+        """Record which embedder made each node's vector, outside the embedded/LLM text."""
+        for node in nodes:
+            node.metadata[TAG] = tag_for(node.embedding, self.embedder)
+            for excluded in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
+                if TAG not in excluded:
+                    excluded.append(TAG)
+        return nodes
+
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self.embedder.embed(query, kind="query").tolist()
+        text = one_text(query)
+        self._guard(*_STORES)
+        return self.embedder.embed(text, kind="query").tolist()
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        self._guard(*_WRITERS)
-        return self.embedder.embed(text, kind="document").tolist()
+        return self._get_text_embeddings([one_text(text)])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        self._guard(*_WRITERS)
-        return self.embedder.embed(list(texts), kind="document").tolist()
+        items = text_list(texts)
+        self._guard(*_STORES)
+        vectors = self.embedder.embed(items, kind="document").tolist()
+        remember(vectors, self.embedder)
+        return vectors
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        text = one_text(query)
+        self._guard(*_STORES)
+        return await asyncio.to_thread(self._get_query_embedding, text)
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
-        self._guard(*_WRITERS)
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        return (await self._aget_text_embeddings([one_text(text)]))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        self._guard(*_WRITERS)
-        return await asyncio.to_thread(self._get_text_embeddings, texts)
+        items = text_list(texts)
+        self._guard(*_STORES)
+        return await asyncio.to_thread(self._get_text_embeddings, items)
+
+
+if available("llama_index.vector_stores.chroma"):
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    class CheckedChromaVectorStore(ChromaVectorStore):
+        """A ``ChromaVectorStore`` that refuses precomputed vectors of another embedder.
+
+        What :func:`open_index` uses. Nodes that arrive with an embedding (from an
+        ingestion pipeline, a docstore, another embed model) are checked against the
+        collection's embedder (:mod:`promptembed.store.precomputed`) before anything
+        is written; a conflict raises ``EmbedderConflictError`` naming both.
+
+        Example:
+            >>> index = open_index("promptembed.toml")  # doctest: +SKIP
+            >>> type(index.vector_store).__name__  # doctest: +SKIP
+            'CheckedChromaVectorStore'
+
+        """
+
+        _embedder: Any = PrivateAttr(default=None)
+
+        @classmethod
+        def for_embedder(
+            cls, collection: Any, embedder: PromptEmbedder
+        ) -> CheckedChromaVectorStore:
+            """A store over ``collection``, which ``embedder`` was admitted to."""
+            store = cls(chroma_collection=collection)
+            store._embedder = embedder
+            return store
+
+        def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+            """Check the nodes' vectors, then add them (nothing is written on a conflict)."""
+            check_precomputed(
+                self._collection.name,
+                self._embedder,
+                [
+                    (
+                        n.get_content(metadata_mode=MetadataMode.EMBED),
+                        n.embedding,
+                        n.metadata.get(TAG),
+                    )
+                    for n in nodes
+                    if n.embedding is not None
+                ],
+            )
+            return super().add(nodes, **add_kwargs)
 
 
 def open_index(
@@ -163,12 +277,9 @@ def open_index(
     """
     require("llama_index.vector_stores.chroma", "llama-index")
     from llama_index.core import StorageContext, VectorStoreIndex
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
-    from promptembed.chroma import open_checked_collection
 
     _, collection, embedder = open_checked_collection(config, embedder)
-    vector_store = ChromaVectorStore(chroma_collection=collection)
+    vector_store = CheckedChromaVectorStore.for_embedder(collection, embedder)
     storage = StorageContext.from_defaults(vector_store=vector_store)
     return VectorStoreIndex.from_vector_store(
         vector_store,
@@ -178,7 +289,6 @@ def open_index(
 
 
 # -- hybrid retrieval ------------------------------------------------------------------------
-from llama_index.core.retrievers import BaseRetriever  # noqa: E402
 
 
 class PromptRetriever(BaseRetriever):
@@ -198,12 +308,19 @@ class PromptRetriever(BaseRetriever):
 
     def __init__(self, config: Config, k: int = 4, **kwargs: Any) -> None:
         self._config, self._k = config, k
+        # Held: the core keeps open retrievers weakly, so this one (and its model) stays
+        # open exactly as long as this retriever lives.
+        self._core: HybridRetriever | None = None
         super().__init__(**kwargs)
+
+    def core(self) -> HybridRetriever:
+        """The core retriever answering for this one (opened on first use)."""
+        if self._core is None:
+            self._core = open_core(self._config)
+        return self._core
 
     def _retrieve(self, query_bundle: Any) -> list[Any]:
         from llama_index.core.schema import NodeWithScore, TextNode
-
-        from promptembed.retrieval import retrieve
 
         return [
             NodeWithScore(
@@ -214,7 +331,7 @@ class PromptRetriever(BaseRetriever):
                 ),
                 score=hit.score,
             )
-            for hit in retrieve(self._config, query_bundle.query_str, self._k)
+            for hit in self.core().search(query_bundle.query_str, self._k)
         ]
 
 
@@ -223,9 +340,6 @@ def open_retriever(config: str | Path | dict[str, Any] | Config, k: int = 4) -> 
 
     The store and its lexical index are opened (and checked) now, not on the first query.
     """
-    from promptembed.config import load_config
-    from promptembed.retrieval import open_retriever as open_core
-
-    cfg = load_config(config)
-    open_core(cfg)
-    return PromptRetriever(cfg, k=k)
+    retriever = PromptRetriever(load_config(config), k=k)
+    retriever.core()
+    return retriever

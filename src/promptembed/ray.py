@@ -5,16 +5,18 @@ Requires the ``ray`` extra (``pip install 'promptembed[ray]'``).
 * :func:`embed_dataset` adds an ``embedding`` column to a Ray Dataset of texts.
 * :func:`write_dataset` embeds a dataset of ``id``/``text`` rows and upserts them into
   the config's Chroma collection, skipping ids already stored.
-* :func:`index_paths` is ``promptembed index`` on Ray: the same chunks and chunk ids as
-  :func:`promptembed.indexing.index_paths`, the same skipping of stored chunks and the
-  same removal of stale chunks per source, after the new ones are stored.
+* :func:`index_paths` is ``promptembed index`` on Ray: the same run as
+  :func:`promptembed.ingest.pipeline.index_paths` (:func:`~promptembed.ingest.pipeline.run_index`:
+  same chunks and ids, same skipping of stored chunks, same removal of stale chunks per
+  source once its new ones are stored, same pruning), with the embedding and writing
+  done by the actor pool.
 
 Each actor of the pool holds one :class:`~promptembed.PromptEmbedder`: one per GPU
 slot when the cluster has GPUs (``num_gpus_per_worker``), else one per
 ``num_cpus_per_worker`` CPUs. Workers write straight to the Chroma *server* named by
 the store config (``host``/``port``); an embedded ``path`` store cannot be shared
 between processes. Every actor runs the collection-compatibility check of
-:mod:`promptembed.guard` before its first write, so vectors of two embedders never
+:mod:`promptembed.store.guard` before its first write, so vectors of two embedders never
 share a collection.
 
 Ray itself: ``ray.init()`` is called when Ray is not initialised yet, with
@@ -31,27 +33,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptembed._optional import require
+from promptembed._util.optional import require
 from promptembed.config import Config, EmbedderConfig, RayConfig, load_config
 
 require("ray", "ray")
 require("ray.data", "ray")
 
-import numpy as np  # noqa: E402
-import ray  # noqa: E402
-import ray.data  # noqa: E402
+import numpy as np
+import ray
+import ray.data
 
-from promptembed.indexing import (  # noqa: E402
-    IndexStats,
-    _existing_ids,
-    delete_chunks,
-    open_existing_collection,
-    plan_files,
-    resolve_root,
-)
+from promptembed.engine.embedder import PromptEmbedder
+from promptembed.ingest.pipeline import IndexRun, Progress, run_index
+from promptembed.ingest.planning import Chunk, IndexStats, resolve_root
+from promptembed.store.collections import open_existing_collection
+from promptembed.store.function import open_checked_collection
 
 if TYPE_CHECKING:
-    from promptembed.embedder import Kind, PromptEmbedder
+    from promptembed.engine.embedder import Kind, PromptEmbedder
 
 __all__ = ["RayIndexStats", "WriteStats", "embed_dataset", "index_paths", "write_dataset"]
 
@@ -76,7 +75,7 @@ class WriteStats:
 
 @dataclass
 class RayIndexStats(IndexStats):
-    """What :func:`index_paths` did: :class:`~promptembed.indexing.IndexStats` and ``workers``.
+    """What :func:`index_paths` did: :class:`~promptembed.ingest.planning.IndexStats`, ``workers``.
 
     Example:
         >>> index_paths(["corpus"], "promptembed.toml").workers  # doctest: +SKIP
@@ -145,7 +144,6 @@ class _Embed:
     def __init__(
         self, config: EmbedderConfig, text_column: str, output_column: str, kind: Kind
     ) -> None:
-        from promptembed.embedder import PromptEmbedder
 
         self.embedder = PromptEmbedder(config=_on_this_actor(config))
         self.text_column, self.output_column, self.kind = text_column, output_column, kind
@@ -166,10 +164,8 @@ class _EmbedAndWrite:
         metadata_columns: Sequence[str],
         skip_existing: bool,
     ) -> None:
-        from promptembed.embedder import PromptEmbedder
 
         embedder: PromptEmbedder = PromptEmbedder(config=_on_this_actor(config.embedder))
-        from promptembed.chroma import open_checked_collection
 
         # The guard's check, with this actor's own loaded model.
         client, self.collection, self.embedder = open_checked_collection(config, embedder)
@@ -178,32 +174,42 @@ class _EmbedAndWrite:
         self.metadata_columns, self.skip_existing = list(metadata_columns), skip_existing
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Embed and upsert the batch's rows not stored yet; report the counts."""
         ids = [str(i) for i in batch[self.id_column].tolist()]
-        keep = list(range(len(ids)))
-        if self.skip_existing and ids:
-            stored = set(self.collection.get(ids=ids, include=[])["ids"])
-            keep = [i for i in keep if ids[i] not in stored]
+        keep = self._missing(ids)
         if keep:
-            texts = batch[self.text_column].tolist()
-            columns = {c: batch[c].tolist() for c in self.metadata_columns}
-            docs = [str(texts[i]) for i in keep]
-            metadatas = [  # a None (e.g. no page) is left out: Chroma stores no nulls
-                {c: v for c in columns if (v := _scalar(columns[c][i])) is not None} for i in keep
-            ]
-            vectors = self.embedder.embed(docs, kind="document")
-            for start in range(0, len(keep), self.max_upsert):  # the server's batch limit
-                end = start + self.max_upsert
-                self.collection.upsert(
-                    ids=[ids[i] for i in keep[start:end]],
-                    embeddings=vectors[start:end],
-                    documents=docs[start:end],
-                    metadatas=metadatas[start:end] if self.metadata_columns else None,
-                )
+            self._write(batch, ids, keep)
         return {
             "embedded": np.array([len(keep)], dtype=np.int64),
             "skipped": np.array([len(ids) - len(keep)], dtype=np.int64),
             "worker": np.array([ray.get_runtime_context().get_actor_id() or ""]),
         }
+
+    def _missing(self, ids: list[str]) -> list[int]:
+        """Positions of the rows to write: all, or those whose id is not stored."""
+        keep = list(range(len(ids)))
+        if self.skip_existing and ids:
+            stored = set(self.collection.get(ids=ids, include=[])["ids"])
+            keep = [i for i in keep if ids[i] not in stored]
+        return keep
+
+    def _write(self, batch: dict[str, np.ndarray], ids: list[str], keep: list[int]) -> None:
+        """Embed the rows at ``keep`` in one call and upsert them in server-sized slices."""
+        texts = batch[self.text_column].tolist()
+        columns = {c: batch[c].tolist() for c in self.metadata_columns}
+        docs = [str(texts[i]) for i in keep]
+        metadatas = [  # a None (e.g. no page) is left out: Chroma stores no nulls
+            {c: v for c in columns if (v := _scalar(columns[c][i])) is not None} for i in keep
+        ]
+        vectors = self.embedder.embed(docs, kind="document")
+        for start in range(0, len(keep), self.max_upsert):  # the server's batch limit
+            end = start + self.max_upsert
+            self.collection.upsert(
+                ids=[ids[i] for i in keep[start:end]],
+                embeddings=vectors[start:end],
+                documents=docs[start:end],
+                metadatas=metadatas[start:end] if self.metadata_columns else None,
+            )
 
 
 def _scalar(value: Any) -> str | int | float | bool | None:
@@ -306,7 +312,7 @@ def write_dataset(
 
     Raises:
         ValueError: If the store is not a Chroma server.
-        promptembed.guard.EmbedderConflictError: If the collection holds another
+        promptembed.store.guard.EmbedderConflictError: If the collection holds another
             embedder's vectors (raised by the actors before any write).
 
     Example:
@@ -318,22 +324,38 @@ def write_dataset(
     cfg = _server_config(config)
     if metadata_columns is None:
         metadata_columns = [c for c in ds.schema().names if c not in (id_column, text_column)]
-    worker_config = Config(embedder=cfg.embedder, store=cfg.store)  # no server secrets
-    out = ds.map_batches(
+    columns = {"id_column": id_column, "text_column": text_column}
+    out = _writing(ds, cfg, columns, list(metadata_columns), skip_existing, max_workers)
+    if progress is not None and total is None:
+        total = ds.count()
+    return _collect(out, total, progress)
+
+
+def _writing(
+    ds: ray.data.Dataset,
+    cfg: Config,
+    columns: dict[str, str],
+    metadata_columns: list[str],
+    skip_existing: bool,
+    max_workers: int | None,
+) -> ray.data.Dataset:
+    """``ds`` mapped through the pool of :class:`_EmbedAndWrite` actors (lazy)."""
+    return ds.map_batches(
         _EmbedAndWrite,
         fn_constructor_kwargs={
-            "config": worker_config,
-            "id_column": id_column,
-            "text_column": text_column,
-            "metadata_columns": list(metadata_columns),
+            "config": Config(embedder=cfg.embedder, store=cfg.store),  # no server secrets
+            **columns,
+            "metadata_columns": metadata_columns,
             "skip_existing": skip_existing,
         },
         batch_size=cfg.ray.batch_size,
         batch_format="numpy",
         **_pool(cfg.ray, cfg.embedder, max_workers),
     )
-    if progress is not None and total is None:
-        total = ds.count()
+
+
+def _collect(out: ray.data.Dataset, total: int | None, progress: Progress | None) -> WriteStats:
+    """Run the write (``out`` is lazy) and sum the counts its batches report."""
     stats = WriteStats()
     workers: set[str] = set()
     if progress is not None:
@@ -349,38 +371,98 @@ def write_dataset(
     return stats
 
 
+@dataclass
+class _RayWriter:
+    """:class:`~promptembed.ingest.pipeline.ChunkWriter` sending the missing chunks to the pool.
+
+    The driver never loads the model: the actors do, and create the collection if needed.
+    """
+
+    cfg: Config
+    workers: int = 0  # distinct actors that wrote
+
+    @property
+    def embedder(self) -> EmbedderConfig:
+        """The config's embedder (checked against the collection on the driver)."""
+        return self.cfg.embedder
+
+    @property
+    def dimension(self) -> int | None:
+        """Unknown on the driver: the stored one is taken when the identity agrees."""
+        return None
+
+    def load(self) -> None:
+        """Nothing: each actor loads its own model."""
+
+    def prepare(self, run: IndexRun) -> None:
+        """Nothing: each actor loads its model and opens the checked collection itself."""
+
+    def write(self, run: IndexRun, progress: Progress | None) -> None:
+        """Embed and upsert ``run.todo`` on the pool; then every chunk is stored."""
+        todo = [c for chunks in run.todo.values() for c in chunks]
+        written = self._write_rows(todo, progress)
+        self.workers = written.workers
+        assert self.cfg.store is not None
+        run.collection = open_existing_collection(self.cfg.store, self.cfg.embedder)
+        assert run.collection is not None  # the actors created it
+        run.stored(todo)
+        # What the actors embedded: a retried batch finds its ids stored and skips them.
+        run.stats.embedded = written.embedded
+
+    def _write_rows(self, todo: list[Chunk], progress: Progress | None) -> WriteStats:
+        """:func:`write_dataset` over the chunks, one block per batch."""
+        # Uniform rows: `page` on every row (None, dropped at upsert, when a file has none).
+        rows = [{"id": c.id, "text": c.text, "page": c.page, **c.metadata} for c in todo]
+        blocks = -(-len(rows) // self.cfg.ray.batch_size)  # one block per batch: all actors work
+        with _ray_session(self.cfg.ray.address):
+            return write_dataset(
+                ray.data.from_items(rows, override_num_blocks=blocks),
+                self.cfg,
+                metadata_columns=sorted({k for r in rows for k in r} - {"id", "text"}),
+                skip_existing=True,
+                total=len(rows),
+                progress=progress,
+                max_workers=blocks,
+            )
+
+
 def index_paths(
     paths: Sequence[str | Path],
     config: str | Path | dict[str, Any] | Config,
     *,
     progress: Callable[[int, int], None] | None = None,
+    prune: bool = False,
     root: str | Path | None = None,
     namespace: str | None = None,
 ) -> RayIndexStats:
     """``promptembed index`` on Ray: same chunks, ids and guarantees, embedded by a pool.
 
     The driver reads and chunks the files (exactly as
-    :func:`promptembed.indexing.index_paths`), lists the chunk ids already stored and
-    sends only the missing chunks to the actor pool, which embeds and upserts them in
-    batches. Once every new chunk is stored, each source's stale chunks are deleted,
-    so a run killed at any point and restarted ends with exactly the corpus. The
-    driver never loads the model.
+    :func:`promptembed.ingest.pipeline.index_paths`, through the same
+    :func:`~promptembed.ingest.pipeline.run_index`), lists the chunk ids already stored
+    and sends only the missing chunks to the actor pool, which embeds and upserts them
+    in batches. Once a source's new chunks are stored, its stale chunks are deleted, so
+    a run killed at any point and restarted ends with exactly the corpus. The driver
+    never loads the model.
 
     Args:
-        paths: Files and directories (``.md``, ``.markdown``, ``.txt`` files are taken).
+        paths: Files and directories (the in-process readers: ``.md``, ``.markdown``,
+            ``.txt``, ``.pdf``, ``.html``, ``.htm``; other files are reported as skipped).
         config: A :class:`Config`, TOML path or dict with a Chroma server ``[store]``
             (``host``/``port``) and optionally a ``[ray]`` table.
         progress: Called as ``progress(done, total)`` with chunks embedded so far.
+        prune: Also delete the chunks of files deleted from the given directories
+            (after everything else is stored), as in the in-process indexer.
         root: Source keys are paths relative to it (as in the in-process indexer).
         namespace: Key sources as ``<namespace>:<path inside the argument>`` instead.
 
     Returns:
-        :class:`RayIndexStats`: the fields of :class:`~promptembed.indexing.IndexStats`
+        :class:`RayIndexStats`: the fields of :class:`~promptembed.ingest.planning.IndexStats`
         (``embedded == 0`` for an unchanged corpus) and the number of actors that wrote.
 
     Raises:
         ValueError: If the store is not a Chroma server.
-        promptembed.guard.EmbedderConflictError: If the collection holds another
+        promptembed.store.guard.EmbedderConflictError: If the collection holds another
             embedder's vectors (nothing is written).
 
     Example:
@@ -389,53 +471,18 @@ def index_paths(
 
     """
     cfg = _server_config(config)
-    assert cfg.store is not None
-    plan = plan_files(paths, cfg.index, root=resolve_root(config, root), namespace=namespace)
-    planned = plan.sources
-    stats = RayIndexStats(files=len(plan.outcomes), sources=list(planned))
-    stats.outcomes = list(plan.outcomes.values())
-    stats.chunks = sum(len(v) for v in planned.values())
-    collection = open_existing_collection(cfg.store, cfg.embedder)
-    existing: dict[str, set[str]] = {s: set() for s in planned}
-    if collection is not None:
-        existing = _existing_ids(collection, list(planned))
-    todo = [c for s, chunks in planned.items() for c in chunks if c.id not in existing[s]]
-    if progress is not None:
-        progress(0, len(todo))
-    if todo:
-        # Uniform rows: `page` on every row (None, dropped at upsert, when a file has none).
-        rows = [{"id": c.id, "text": c.text, "page": c.page, **c.metadata} for c in todo]
-        blocks = -(-len(rows) // cfg.ray.batch_size)  # one block per batch: all actors get work
-        with _ray_session(cfg.ray.address):
-            written = write_dataset(
-                ray.data.from_items(rows, override_num_blocks=blocks),
-                cfg,
-                metadata_columns=sorted({k for r in rows for k in r} - {"id", "text"}),
-                skip_existing=True,
-                total=len(rows),
-                progress=progress,
-                max_workers=blocks,
-            )
-        stats.embedded, stats.workers = written.embedded, written.workers
-        collection = open_existing_collection(cfg.store, cfg.embedder)
-        assert collection is not None  # the actors created it
-    # Only now that every new chunk is stored are the stale ones removed.
-    for source, chunks in planned.items():
-        outcome = plan.outcomes[source]
-        stale = sorted(existing[source] - {c.id for c in chunks})
-        outcome.deleted = delete_chunks(collection, stale) if stale else 0
-        outcome.embedded = sum(c.id not in existing[source] for c in chunks)
-        stats.deleted += outcome.deleted
-        outcome.status = "indexed" if outcome.embedded or stale else "unchanged"
-    stats.unchanged_files = stats.count("unchanged")
-    log.info(
-        "ray: %d files, %d chunks, %d embedded, %d removed",
-        stats.files,
-        stats.chunks,
-        stats.embedded,
-        stats.deleted,
+    writer = _RayWriter(cfg)
+    stats = run_index(
+        paths,
+        cfg,
+        writer,
+        RayIndexStats(),
+        root=resolve_root(config, root),
+        progress=progress,
+        prune=prune,
+        namespace=namespace,
     )
-    from promptembed.retrieval import sync_store
-
-    sync_store(cfg, collection)  # hybrid: the lexical side follows what Chroma now holds
+    stats.workers = writer.workers
+    counts = (stats.files, stats.chunks, stats.embedded, stats.deleted)
+    log.info("ray: %d files, %d chunks, %d embedded, %d removed", *counts)
     return stats

@@ -10,9 +10,10 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from promptembed.config import EmbedderConfig
+from promptembed.engine.embedder import PromptEmbedder
 
 if TYPE_CHECKING:
-    from promptembed.embedder import PromptEmbedder
+    from promptembed.engine.embedder import PromptEmbedder
 
 # Weak values: adapters with one config share one model while any of them is alive, and
 # the weights are freed with the last one (a plain dict would keep every model forever).
@@ -43,8 +44,6 @@ def shared_embedder(config: EmbedderConfig) -> PromptEmbedder:
     with _EMBEDDERS_LOCK:
         embedder = _EMBEDDERS.get(key)
         if embedder is None:
-            from promptembed.embedder import PromptEmbedder
-
             embedder = PromptEmbedder(config=config)
             _EMBEDDERS[key] = embedder
         return embedder

@@ -3,17 +3,41 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
+from promptembed import __version__
 from promptembed.config import Config, EmbedderConfig, load_config
 from promptembed.templates import BUILTIN_TEMPLATES
 
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet"})
+
+
+class GlobalFlagsGroup(TyperGroup):
+    """The root command group; ``-v``/``-q`` work before or after the subcommand.
+
+    Click reads a group's options only before its subcommand, but users (and the CLI's
+    own hints, "-v for the traceback") put them anywhere: they are moved to the front.
+    Everything after ``--`` is left alone.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Hoist the global flags, then parse as usual."""
+        end = args.index("--") if "--" in args else len(args)
+        flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+        rest = [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
+        return super().parse_args(ctx, flags + rest)
+
+
 app = typer.Typer(
+    cls=GlobalFlagsGroup,
     help="Sentence embeddings from generative LLMs through prompts.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -57,11 +81,20 @@ def build_config(config: Path | None, **overrides: Any) -> Config:
     """Merge a config file (or defaults) with the CLI's explicit options."""
     base = load_config(config) if config is not None else Config()
     given = {k: v for k, v in overrides.items() if v is not None}
-    embedder = EmbedderConfig.model_validate({**base.embedder.model_dump(), **given})
+    # Unset fields are left out so that defaults that follow the model are re-derived.
+    embedder = EmbedderConfig.model_validate(
+        {**base.embedder.model_dump(exclude_unset=True), **given}
+    )
     return base.model_copy(update={"embedder": embedder})
 
 
 _verbose = False  # set by -v: errors then carry their traceback
+_quiet = False  # set by -q: no progress bars or status lines
+
+
+def quiet() -> bool:
+    """Whether ``-q`` was given: commands then show no progress."""
+    return _quiet
 
 
 def fail(error: BaseException) -> typer.Exit:
@@ -90,17 +123,36 @@ def fail(error: BaseException) -> typer.Exit:
 _NOISY_LOGGERS = ("torchao", "torchao.kernel.intmm", "torch.utils._pytree", "bm25s")
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A warning as one line; where it was raised only with -v.
+
+    The place Python would name is the CLI's own machinery (typer), not the user's.
+    """
+    where = f" [dim]({filename}:{lineno})[/]" if _verbose else ""
+    err.print(f"[yellow]warning:[/] {escape(str(message))}{where}", highlight=False)
+
+
 def _print_version(value: bool) -> None:
     if value:
-        from promptembed import __version__
-
         console.print(f"promptembed {__version__}", highlight=False)
         raise typer.Exit()
 
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log details; errors show their traceback.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only results and errors: no progress.")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -108,9 +160,11 @@ def _main(
         ),
     ] = False,
 ) -> None:
-    global _verbose
-    _verbose = verbose
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    global _verbose, _quiet
+    _verbose, _quiet = verbose, quiet and not verbose
+    warnings.showwarning = _show_warning
+    # force: each invocation logs to its own stderr (the CLI owns the root logger).
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True)
     if not verbose:
         # transformers imports torchao whenever it is installed (the int8 extra), and
         # torchao then warns about CUDA-only kernels on every CPU run; bm25s logs its

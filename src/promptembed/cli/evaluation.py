@@ -24,7 +24,11 @@ from promptembed.cli.base import (
     console,
     eval_app,
     fail,
+    quiet,
 )
+from promptembed.engine.embedder import PromptEmbedder
+from promptembed.evaluation.retrieval import evaluate_retrieval
+from promptembed.evaluation.sts import evaluate_sts
 
 
 @eval_app.command("sts")
@@ -42,9 +46,6 @@ def eval_sts(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
 ) -> None:
     """Spearman ×100 of cosine similarity against gold scores, per file."""
-    from promptembed.embedder import PromptEmbedder
-    from promptembed.evaluate import evaluate_sts
-
     try:
         cfg = build_config(
             config,
@@ -56,7 +57,7 @@ def eval_sts(
             dtype=dtype,
             max_length=max_length,
             batch_size=batch_size,
-            show_progress=not as_json,
+            show_progress=not (as_json or quiet()),
         )
         embedder = PromptEmbedder(config=cfg.embedder)
         results = [evaluate_sts(embedder, path, name=path.name) for path in data]
@@ -111,9 +112,6 @@ def eval_retrieval(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """nDCG@10 and Recall@100 on a BEIR-format dataset, fused as [retrieval] says."""
-    from promptembed.embedder import PromptEmbedder
-    from promptembed.evaluate import evaluate_retrieval
-
     try:
         cfg = build_config(
             config,
@@ -127,7 +125,7 @@ def eval_retrieval(
             max_length=max_length,
             batch_size=batch_size,
             embedding_cache=embedding_cache,
-            show_progress=not as_json,
+            show_progress=not (as_json or quiet()),
         )
         needs_model = bool({"dense", "sparse"} & set(cfg.retrieval.active))  # bm25 alone: no
         embedder = PromptEmbedder(config=cfg.embedder) if needs_model else None

@@ -21,8 +21,15 @@ from promptembed.cli.base import (
     console,
     err,
     fail,
+    quiet,
 )
-from promptembed.config import Config, load_config
+from promptembed.config import Config, RayConfig, StoreConfig, load_config
+from promptembed.ingest.planning import SUFFIXES
+from promptembed.registry import shared_embedder
+from promptembed.retrieval import retrieve
+from promptembed.store.collections import StoreBusyError
+from promptembed.store.guard import EmbedderConflictError
+from promptembed.store.reading import query
 
 
 def _store_config(
@@ -31,8 +38,6 @@ def _store_config(
     """The config file plus CLI overrides; the store must end up set."""
     cfg = build_config(config, **embedder)
     if store is not None or collection is not None:
-        from promptembed.config import StoreConfig
-
         fields = cfg.store.model_dump() if cfg.store is not None else {}
         if store is not None:
             fields.update(path=str(store), host=None)
@@ -61,14 +66,17 @@ def _run_index(
     root: Path | None = None,
     namespace: str | None = None,
 ) -> Any:
+    """Index in this process or on Ray, behind a transient progress bar on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    # Both bind a heavy optional package at import (chromadb, Ray): loaded only here, so
+    # the rest of the CLI runs without those extras, and a missing one is named.
     if on_ray:
-        from promptembed import ray as on_ray_module  # names the extra when Ray is missing
+        from promptembed import ray as on_ray_module
 
         on_ray_module.ray.data.DataContext.get_current().enable_progress_bars = False  # ours
     else:
-        from promptembed.indexing import index_paths
+        from promptembed.ingest.pipeline import index_paths
 
     with Progress(
         "[progress.description]{task.description}",
@@ -77,6 +85,7 @@ def _run_index(
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=quiet(),
     ) as bar:
         task = bar.add_task("reading and chunking files", total=None)
 
@@ -132,6 +141,7 @@ def _print_summary(stats: Any, collection: str, prune: bool, verbose: bool) -> N
 
 
 def _print_hits(text: str, hits: list[Any]) -> None:
+    """The query, then one line per hit: rank, score, source#chunk and a snippet."""
     from rich.markup import escape
 
     console.print(f"[bold]query:[/] {escape(text)}")
@@ -140,8 +150,10 @@ def _print_hits(text: str, hits: list[Any]) -> None:
     for hit in hits:
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= 100 else snippet[:97] + "..."
+        # A PDF's hit names its page (1-based), the unit a reader finds; others their chunk.
+        where = f"p.{hit.page}" if hit.page is not None else f"#{hit.chunk}"
         console.print(
-            f"  {hit.rank}. {hit.score:.4f}  [cyan]{escape(hit.source)}#{hit.chunk}[/]  "
+            f"  {hit.rank}. {hit.score:.4f}  [cyan]{escape(hit.source)} {where}[/]  "
             f"{escape(snippet)}",
             soft_wrap=True,
         )
@@ -164,11 +176,57 @@ NamespaceOpt = Annotated[
 ]
 
 
+PathsArg = Annotated[
+    list[Path], typer.Argument(help=f"Files or directories ({', '.join(SUFFIXES)}).")
+]
+
+StrictOpt = Annotated[bool, typer.Option(help="Exit with 1 if any file was skipped or failed.")]
+
+UseRayOpt = Annotated[bool, typer.Option("--ray", help="Embed on Ray actors into a Chroma server.")]
+
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster (ray://head:10001, auto); implies --ray.")
+]
+
+RayWorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="Ray actors (model copies); implies --ray.")
+]
+
+PruneOpt = Annotated[
+    bool,
+    typer.Option(help="Also remove the chunks of files deleted from the given directories."),
+]
+
+
+def _with_ray(
+    cfg: Config, use_ray: bool, address: str | None, workers: int | None
+) -> tuple[Config, bool]:
+    """The config with ``--ray-address``/``--ray-workers`` applied, and whether Ray runs it.
+
+    Either option implies ``--ray``.
+    """
+    if not (use_ray or address is not None or workers is not None):
+        return cfg, False
+    given = {"address": address, "num_workers": workers}
+    fields = {**cfg.ray.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    return cfg.model_copy(update={"ray": RayConfig.model_validate(fields)}), True
+
+
+def _report(stats: Any, cfg: Config, prune: bool, strict: bool) -> None:
+    """Print the run's summary (every file with -v); with ``strict``, exit 1 on problems."""
+    import logging
+
+    assert cfg.store is not None
+    verbose = logging.getLogger().isEnabledFor(logging.INFO)
+    _print_summary(stats, cfg.store.collection, prune, verbose)
+    if strict and stats.problems:
+        err.print(f"--strict: {len(stats.problems)} files were skipped or failed")
+        raise typer.Exit(code=1)
+
+
 @app.command("index")
 def index_cmd(
-    paths: Annotated[
-        list[Path], typer.Argument(help="Files or directories (.md, .markdown, .txt, .pdf).")
-    ],
+    paths: PathsArg,
     config: ConfigOpt = None,
     store: StoreOpt = None,
     collection: CollectionOpt = None,
@@ -181,22 +239,11 @@ def index_cmd(
     revision: RevisionOpt = None,
     device_map: DeviceMapOpt = None,
     namespace: NamespaceOpt = None,
-    strict: Annotated[
-        bool, typer.Option(help="Exit with 1 if any file was skipped or failed.")
-    ] = False,
-    use_ray: Annotated[
-        bool, typer.Option("--ray", help="Embed on Ray actors into a Chroma server.")
-    ] = False,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster (ray://head:10001, auto); implies --ray.")
-    ] = None,
-    ray_workers: Annotated[
-        int | None, typer.Option(min=1, help="Ray actors (model copies); implies --ray.")
-    ] = None,
-    prune: Annotated[
-        bool,
-        typer.Option(help="Also remove the chunks of files deleted from the given directories."),
-    ] = False,
+    strict: StrictOpt = False,
+    use_ray: UseRayOpt = False,
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    prune: PruneOpt = False,
 ) -> None:
     """Chunk files and upsert them into Chroma (unchanged chunks are not re-embedded).
 
@@ -204,11 +251,6 @@ def index_cmd(
     (with the error); the run carries on past a bad file. An embedded store is locked
     while the run writes.
     """
-    import logging
-
-    from promptembed.guard import EmbedderConflictError
-    from promptembed.indexing import StoreBusyError
-
     try:
         cfg = _store_config(
             config,
@@ -223,25 +265,14 @@ def index_cmd(
             revision=revision,
             device_map=device_map,
         )
-        on_ray = use_ray or ray_address is not None or ray_workers is not None
-        if on_ray:
-            from promptembed.config import RayConfig
-
-            given = {"address": ray_address, "num_workers": ray_workers}
-            fields = {**cfg.ray.model_dump(), **{k: v for k, v in given.items() if v is not None}}
-            cfg = cfg.model_copy(update={"ray": RayConfig.model_validate(fields)})
+        cfg, on_ray = _with_ray(cfg, use_ray, ray_address, ray_workers)
         if on_ray and prune:
             raise ValueError("--prune runs without --ray: index on Ray, then run it locally")
         root = config.resolve().parent if config is not None else None
         stats = _run_index(paths, cfg, on_ray=on_ray, prune=prune, root=root, namespace=namespace)
     except (EmbedderConflictError, StoreBusyError, ValueError, ImportError, OSError) as error:
         raise fail(error) from error
-    assert cfg.store is not None
-    verbose = logging.getLogger().isEnabledFor(logging.INFO)
-    _print_summary(stats, cfg.store.collection, prune, verbose)
-    if strict and stats.problems:
-        err.print(f"--strict: {len(stats.problems)} files were skipped or failed")
-        raise typer.Exit(code=1)
+    _report(stats, cfg, prune, strict)
 
 
 @app.command("query")
@@ -265,9 +296,6 @@ def query_cmd(
 
     Never creates a collection: a missing one is an error (exit 2).
     """
-    from promptembed.guard import EmbedderConflictError
-    from promptembed.indexing import StoreBusyError, query
-
     try:
         cfg = _store_config(
             config,
@@ -282,12 +310,8 @@ def query_cmd(
             revision=revision,
             device_map=device_map,
         )
-        if cfg.retrieval.mode == "hybrid":  # the configured channels, fused in the core
-            from promptembed.retrieval import retrieve
-
-            hits = retrieve(cfg, text, k)
-        else:
-            hits = query(text, cfg, k=k)
+        # Hybrid: the configured channels, fused in the core.
+        hits = retrieve(cfg, text, k) if cfg.retrieval.mode == "hybrid" else query(text, cfg, k=k)
     except (EmbedderConflictError, StoreBusyError, ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     if as_json:
@@ -325,14 +349,12 @@ def demo_cmd(
     device: DeviceOpt = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Hits per query.")] = 3,
     queries: Annotated[
-        list[str] | None, typer.Option("--query", "-q", help="Queries (repeatable).")
+        list[str] | None, typer.Option("--query", help="Queries (repeatable).")
     ] = None,
 ) -> None:
     """Index the example corpus offline and run a few queries (English and Chinese)."""
     import tempfile
     import time
-
-    from promptembed.indexing import query
 
     corpus = corpus or _default_corpus()
     with tempfile.TemporaryDirectory(prefix="promptembed-demo-") as tmp:
@@ -348,7 +370,6 @@ def demo_cmd(
                     "store": {"path": str(store or Path(tmp)), "collection": "demo"},
                 }
             )
-            from promptembed.registry import shared_embedder
 
             start = time.perf_counter()
             embedder = shared_embedder(cfg.embedder)

@@ -14,6 +14,9 @@ from promptembed.cli.base import (
     build_config,
     fail,
 )
+from promptembed.config import ServerConfig
+from promptembed.engine.embedder import PromptEmbedder
+from promptembed.server import run
 
 
 @app.command("serve")
@@ -33,9 +36,6 @@ def serve_cmd(
 ) -> None:
     """Serve the OpenAI embeddings API (POST /v1/embeddings) with dynamic batching."""
     try:
-        from promptembed.config import ServerConfig
-        from promptembed.server import run
-
         cfg = build_config(config, model=model, device=device)
         given = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
         if insecure:
@@ -44,7 +44,6 @@ def serve_cmd(
         cfg = cfg.model_copy(update={"server": server})
         cfg.server.check_binding()
         cfg.server.resolved_api_key()
-        from promptembed.embedder import PromptEmbedder
 
         # Loaded before binding, so that a bad model, cache or calibration file is one line.
         embedder = PromptEmbedder(config=cfg.embedder)

@@ -8,7 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from promptembed.retrieval.core import (
+from promptembed.retrieval.fusion import fuse
+from promptembed.retrieval.hybrid import (
     HybridRetriever,
     dense_hits,
     fused_ranking,
@@ -19,7 +20,6 @@ from promptembed.retrieval.core import (
     sync_lexical,
     sync_store,
 )
-from promptembed.retrieval.fusion import fuse
 from promptembed.retrieval.lexical import LexicalIndex, tokenize
 from promptembed.retrieval.sparse_index import SparseIndex
 

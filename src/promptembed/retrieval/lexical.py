@@ -7,13 +7,17 @@ character itself), as Lucene's CJK analyzer does: no dictionary to load or keep 
 step with the user's domain, and a Chinese query shares bigrams with any document
 that contains its words, whatever a segmenter would have cut.
 
-The index is saved with bm25s' own format plus the document ids (``ids.json``);
-bm25s knows documents by position only.
+The index is saved with bm25s' own format plus the document ids and a digest of the
+indexed ``(id, text)`` pairs (``ids.json``); bm25s knows documents by position only.
+Saves and loads of one folder hold a lock file beside it, so processes that save the
+same folder at once (an indexer, a query repairing a stale side) never collide.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -22,6 +26,11 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
+
+from promptembed._util.optional import require
+from promptembed.engine.sparse import english_stopwords
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff"
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
@@ -32,7 +41,6 @@ _IS_CJK = re.compile(rf"[{_CJK}]")
 def _stemmer(language: str | None) -> Callable[[str], str] | None:
     if language is None:
         return None
-    from promptembed._optional import require
 
     stemmer = require("Stemmer", "retrieval")  # PyStemmer
     if language not in stemmer.algorithms():
@@ -51,8 +59,6 @@ def tokenize(text: str, stemmer: str | None = "english") -> list[str]:
         ['proteins', 'fold', '蛋白', '白质', '质折', '折叠']
 
     """
-    from promptembed.sparse import english_stopwords
-
     stop, stem = english_stopwords(), _stemmer(stemmer)
     out: list[str] = []
     for run in _TOKEN.findall(text.lower()):
@@ -89,12 +95,12 @@ class LexicalIndex:
         k1: float = 1.2,
         b: float = 0.75,
     ) -> None:
-        from promptembed._optional import require
 
-        bm25s = require("bm25s", "retrieval")
+        bm25s = _bm25s()
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         self.ids = list(ids)
+        self.digest = content_digest(self.ids, texts)
         self.stemmer = stemmer
         self.bm25 = bm25s.BM25(k1=k1, b=b)
         if self.ids:
@@ -124,14 +130,15 @@ class LexicalIndex:
         try:
             if self.ids:
                 self.bm25.save(str(tmp), show_progress=False)
-            meta = {"ids": self.ids, "stemmer": self.stemmer}
+            meta = {"ids": self.ids, "stemmer": self.stemmer, "digest": self.digest}
             (tmp / "ids.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-            old = folder.with_name(folder.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)  # left by a run killed mid-swap
-            if folder.exists():
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
+            with _lock(folder):  # the two renames below are one step for other processes
+                old = folder.with_name(folder.name + ".old")
+                shutil.rmtree(old, ignore_errors=True)  # left by a run killed mid-swap
+                if folder.exists():
+                    os.replace(folder, old)
+                os.replace(tmp, folder)
+                shutil.rmtree(old, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -139,13 +146,46 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: str | Path) -> LexicalIndex:
         """Read an index written by :meth:`save`."""
-        from promptembed._optional import require
-
-        bm25s = require("bm25s", "retrieval")
+        bm25s = _bm25s()
 
         folder = Path(folder)
-        meta: dict[str, Any] = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
         self = cls.__new__(cls)
-        self.ids, self.stemmer = meta["ids"], meta["stemmer"]
-        self.bm25 = bm25s.BM25.load(str(folder), show_progress=False) if self.ids else bm25s.BM25()
+        with _lock(folder):  # never between another process's two renames
+            meta: dict[str, Any] = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+            self.ids, self.stemmer = meta["ids"], meta["stemmer"]
+            self.digest = meta.get("digest")  # None: written before digests, so rebuilt
+            self.bm25 = (
+                bm25s.BM25.load(str(folder), show_progress=False) if self.ids else bm25s.BM25()
+            )
         return self
+
+
+def content_digest(ids: Sequence[str], texts: Sequence[str]) -> str:
+    """A digest of ``(id, text)`` pairs in id order: equal digests, equal indexed content.
+
+    Example:
+        >>> content_digest(["b", "a"], ["y", "x"]) == content_digest(["a", "b"], ["x", "y"])
+        True
+
+    """
+    digest = hashlib.sha256()
+    for id_, text in sorted(zip(ids, texts)):
+        digest.update(json.dumps([id_, text], ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def _bm25s() -> Any:
+    """bm25s, imported through the optional-import helper, logging as the application says.
+
+    bm25s sets its own logger to DEBUG when imported, which prints a line per index build
+    wherever logging is configured; the logger is handed back to the application's levels.
+    """
+    bm25s = require("bm25s", "retrieval")
+    log = logging.getLogger("bm25s")
+    if log.level == logging.DEBUG:
+        log.setLevel(logging.NOTSET)
+    return bm25s
+
+
+def _lock(folder: Path) -> FileLock:
+    return FileLock(str(folder.with_name(folder.name + ".lock")), timeout=60)

@@ -22,7 +22,7 @@ Needs the ``server`` extra: ``pip install 'promptembed[server]'``.
 
 from __future__ import annotations
 
-from promptembed._optional import require
+from promptembed._util.optional import require
 
 require("fastapi", "server")
 require("uvicorn", "server")

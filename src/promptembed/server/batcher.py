@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from promptembed.embedder import Kind
+from promptembed.engine.embedder import Kind
 
 if TYPE_CHECKING:
     import numpy as np

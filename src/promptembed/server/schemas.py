@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from promptembed.embedder import Kind
+from promptembed.engine.embedder import Kind
 
 if TYPE_CHECKING:
     from promptembed.config import ServerConfig

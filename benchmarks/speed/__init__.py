@@ -1,0 +1,1 @@
+"""Speed: throughput, latency, memory and start-up, as ratios to peers or baselines."""
