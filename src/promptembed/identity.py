@@ -69,13 +69,24 @@ RUNTIME_FIELDS = (
     "embedding_cache",
     "token_env",
     "device_map",
+    # Client mode: where the vectors are made; the server's identity is theirs.
+    "server",
+    "server_api_key_env",
 )
 # What a calibration is fitted under: everything that shapes the raw vector it maps
 # (the final L2 normalisation comes after it).
 FIT_FIELDS = tuple(f for f in VECTOR_FIELDS if f != "normalize_embeddings")
 # Never persisted with a collection: machine-local, or unsafe to restore.
 NEVER_STORED = frozenset(
-    {"trust_remote_code", "show_progress", "embedding_cache", "replicas", "token_env"}
+    {
+        "trust_remote_code",
+        "show_progress",
+        "embedding_cache",
+        "replicas",
+        "token_env",
+        "server",
+        "server_api_key_env",
+    }
 )
 
 _FLOAT = frozenset({"float32", "bfloat16", "float16", "float64"})

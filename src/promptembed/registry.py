@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptembed.config import EmbedderConfig
 from promptembed.engine.embedder import PromptEmbedder
+from promptembed.engine.remote import RemoteEmbedder
 
 if TYPE_CHECKING:
     from promptembed.engine.embedder import PromptEmbedder
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 # Weak values: adapters with one config share one model while any of them is alive, and
 # the weights are freed with the last one (a plain dict would keep every model forever).
 # Keyed by the config's JSON: a config holding a template ensemble (a list) is not hashable.
-_EMBEDDERS: weakref.WeakValueDictionary[str, PromptEmbedder] = weakref.WeakValueDictionary()
+_EMBEDDERS: weakref.WeakValueDictionary[str, PromptEmbedder | RemoteEmbedder] = (
+    weakref.WeakValueDictionary()
+)
 _EMBEDDERS_LOCK = threading.Lock()
 
 
@@ -33,18 +36,20 @@ def registry_key(config: EmbedderConfig) -> str:
     return config.model_dump_json()
 
 
-def shared_embedder(config: EmbedderConfig) -> PromptEmbedder:
+def shared_embedder(config: EmbedderConfig) -> PromptEmbedder | RemoteEmbedder:
     """One loaded :class:`PromptEmbedder` per config in this process (thread-safe).
 
     The model is freed once nothing holds it any more. Adapters that Chroma rebuilds
     from a stored config, or that a framework re-creates per call, share the weights
     instead of loading them again. The embedder serialises its forward passes itself.
+    With ``config.server`` set (client mode) it is a :class:`RemoteEmbedder` of that
+    server instead: no model is loaded here, and the identity is the server's.
     """
     key = registry_key(config)
     with _EMBEDDERS_LOCK:
         embedder = _EMBEDDERS.get(key)
         if embedder is None:
-            embedder = PromptEmbedder(config=config)
+            embedder = RemoteEmbedder(config) if config.server else PromptEmbedder(config=config)
             _EMBEDDERS[key] = embedder
         return embedder
 

@@ -298,3 +298,58 @@ def test_loading_a_model_in_a_script_prints_no_third_party_import_noise(model_di
     noise = out.stderr.replace(model_dirs["llama"].as_posix(), "")
     assert "Failed to load" not in noise and "_pytree" not in noise, noise[-2000:]
     assert "the user keeps their own warnings" in out.stderr
+
+
+class _Planted:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # would create the marker if ever unpickled
+
+
+def test_a_pickle_in_place_of_the_converted_weights_is_rebuilt_never_loaded(fake_gguf, tmp_path):
+    import pickle
+
+    gguf, cache, conversions = fake_gguf
+    first = PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu").embed(["a b"])
+    target = _converted(cache)
+    (target / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    (target / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _Planted(str(marker))}))
+    with pytest.warns(RuntimeWarning, match=r"model\.safetensors is missing.*rebuilding"):
+        again = PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu").embed(["a b"])
+    assert not marker.exists() and conversions == ["tiny.gguf", "tiny.gguf"]
+    np.testing.assert_array_equal(again, first)
+    assert not (_converted(cache) / "pytorch_model.bin").exists()
+
+
+def test_a_first_conversion_says_what_happens_with_a_bar_that_has_a_total(
+    fake_gguf, caplog, capsys
+):
+    gguf, cache, conversions = fake_gguf
+    with caplog.at_level("WARNING", logger="promptembed"):
+        PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu")
+    notice = [r.getMessage() for r in caplog.records if "first use" in r.getMessage()]
+    assert len(notice) == 1 and "converting" in notice[0] and "about" in notice[0]
+    bar = capsys.readouterr().err
+    assert "/3" in bar and "recording checksums" in bar  # a bar with a total, named steps
+    caplog.clear()
+    with caplog.at_level("INFO", logger="promptembed"):
+        PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu")  # from the cache
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert conversions == ["tiny.gguf"]
+
+
+def test_a_first_conversion_is_silent_when_promptembed_logs_errors_only(fake_gguf, capsys):
+    import logging
+
+    gguf, cache, _ = fake_gguf
+    log = logging.getLogger("promptembed")
+    log.setLevel(logging.ERROR)  # what `promptembed -q` sets
+    try:
+        PromptEmbedder(str(gguf), cache_dir=str(cache), device="cpu")
+    finally:
+        log.setLevel(logging.NOTSET)
+    err = capsys.readouterr().err
+    assert "first use" not in err and "recording checksums" not in err

@@ -195,6 +195,52 @@ def test_weights_rewritten_in_place_are_refused_by_the_collection(tmp_path, mode
     assert col.count() == 2
 
 
+def test_a_tokenizer_changed_in_place_is_refused_by_the_collection(tmp_path, model_dirs):
+    from promptembed.chroma import open_collection
+    from promptembed.store.guard import EmbedderConflictError
+
+    here = tmp_path / "model"
+    shutil.copytree(model_dirs["llama"], here)
+    cfg = store_config(here, tmp_path / "db")
+    col = open_collection(cfg, embedder=PromptEmbedder(str(here), device="cpu"))
+    col.add(ids=["a", "b"], documents=DOCS[:2])
+    data = json.loads((here / "tokenizer.json").read_text())
+    data["model"]["merges"] = data["model"]["merges"][:-40]  # same weights, new tokenizer
+    (here / "tokenizer.json").write_text(json.dumps(data))
+    # Before, the write was accepted (the vectors then sat at cosine 0.9886 to the old ones).
+    with pytest.raises(EmbedderConflictError, match="weights"):
+        open_collection(cfg, embedder=PromptEmbedder(str(here), device="cpu"))
+    assert col.count() == 2
+
+
+def test_a_format_2_record_is_verified_then_marked_with_todays_fingerprint(
+    tmp_path, model_dirs, embedder_factory
+):
+    import chromadb
+
+    from promptembed.chroma import open_collection
+    from promptembed.store.guard import FORMAT_VERSION
+
+    embedder = embedder_factory("llama")
+    cfg = store_config(model_dirs["llama"], tmp_path / "db")
+    col = open_collection(cfg, embedder=embedder)
+    col.add(ids=[str(i) for i in range(5)], documents=DOCS)
+    # As the previous release wrote it: format 2, a fingerprint without the tokenizer.
+    meta = {k: v for k, v in col.metadata.items() if not k.startswith("hnsw:")}
+    record = json.loads(meta["promptembed_identity"])
+    record["weights"] = "0123456789abcdef"
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    client.get_collection("docs").modify(
+        metadata={**meta, "promptembed_identity": json.dumps(record), "promptembed_format": 2}
+    )
+    from promptembed.store import guard
+
+    guard._ADMITTED.clear()  # as in a new process: nothing admitted yet
+    reopened = open_collection(cfg, embedder=embedder)  # verified by re-embedding, not refused
+    assert reopened.metadata["promptembed_format"] == FORMAT_VERSION == 3
+    assert json.loads(reopened.metadata["promptembed_identity"])["weights"] == embedder.fingerprint
+
+
 def test_format_1_record_is_verified_and_upgraded(tmp_path, model_dirs, embedder_factory):
     import chromadb
 

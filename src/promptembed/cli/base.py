@@ -163,6 +163,8 @@ def _main(
     global _verbose, _quiet
     _verbose, _quiet = verbose, quiet and not verbose
     warnings.showwarning = _show_warning
+    # -q: no status lines either (a first use's conversion notice and its steps).
+    logging.getLogger("promptembed").setLevel(logging.ERROR if _quiet else logging.NOTSET)
     # force: each invocation logs to its own stderr (the CLI owns the root logger).
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True)
     if not verbose:

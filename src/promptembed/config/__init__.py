@@ -5,6 +5,7 @@ Standard library and pydantic only: every other layer builds on it.
 
 from __future__ import annotations
 
+from promptembed.config.benchmark import MtebConfig, Route
 from promptembed.config.files import load_config
 from promptembed.config.models import (
     MANAGED_MODEL_KWARGS,
@@ -27,9 +28,11 @@ __all__ = [
     "DType",
     "EmbedderConfig",
     "IndexConfig",
+    "MtebConfig",
     "Pooling",
     "RayConfig",
     "RetrievalConfig",
+    "Route",
     "ServerConfig",
     "StoreConfig",
     "hash_in_name",

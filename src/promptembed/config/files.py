@@ -39,12 +39,6 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    embedder = data.get("embedder")
-    if isinstance(embedder, dict) and isinstance(embedder.get("calibration"), str):
-        # A calibration file sits next to its config, else on the search path.
-        embedder["calibration"] = str(
-            resolve_calibration(embedder["calibration"], near=path.parent)
-        )
     # Relative folders in a file are relative to the file, wherever the command runs.
     for table, key in (
         ("store", "path"),
@@ -54,6 +48,14 @@ def load_config(source: str | Path | dict[str, Any] | Config) -> Config:
         section = data.get(table)
         if isinstance(section, dict) and isinstance(section.get(key), str):
             section[key] = _near(path.parent, section[key])
+    embedder = data.get("embedder")
+    if isinstance(embedder, dict) and isinstance(embedder.get("calibration"), str):
+        # Next to the config, on the search path, or kept inside the config's own store.
+        store = data.get("store")
+        stores = [store["path"]] if isinstance(store, dict) and store.get("path") else []
+        embedder["calibration"] = str(
+            resolve_calibration(embedder["calibration"], near=path.parent, stores=stores)
+        )
     return Config.model_validate(data)
 
 

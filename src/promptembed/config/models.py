@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from promptembed.config.aliases import PAPER_TEMPLATE, default_templates
+from promptembed.config.benchmark import MtebConfig
 from promptembed.templates import BUILTIN_TEMPLATES, Template
 
 Pooling = Literal["last", "mean"]
@@ -47,6 +48,11 @@ MANAGED_MODEL_KWARGS = (
     "torch_dtype",
     "trust_remote_code",
 )
+
+
+DEFAULT_API_KEY_ENV = "PROMPTEMBED_API_KEY"
+"""The variable holding the server's API key: read by `promptembed serve` (when set, it is
+the key with no config at all) and by a client (`[embedder] server`)."""
 
 
 class EmbedderConfig(BaseModel):
@@ -129,6 +135,35 @@ class EmbedderConfig(BaseModel):
         "checksums; created mode 0700); off when unset. In a config file, a relative path is "
         "relative to the file.",
     )
+
+    # -- client mode: embed through a running `promptembed serve` (engine/remote.py) ------
+    server: str | None = Field(
+        None,
+        description="URL of a running `promptembed serve` (e.g. `http://gpu-box:8080`) to "
+        "embed through instead of loading the model here; the server's embedder (model, "
+        "templates, weights, precision) then makes the vectors and names their identity. "
+        "Fields set next to it must agree with the server's.",
+    )
+    server_api_key_env: str = Field(
+        DEFAULT_API_KEY_ENV,
+        min_length=1,
+        description="Environment variable holding the server's API key (sent as a bearer "
+        "token when set). Only the variable's name is configured; the key is never stored.",
+    )
+
+    @field_validator("server")
+    @classmethod
+    def _check_server(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/").removesuffix("/v1").rstrip("/")
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest.split("@")[-1].strip("/"):
+            raise ValueError(
+                f"server {value!r} is not a server URL: use http(s)://host:port, e.g. "
+                "'http://127.0.0.1:8080' (where `promptembed serve` listens)"
+            )
+        return url
 
     calibration: str | None = Field(
         None,
@@ -380,10 +415,6 @@ class IndexConfig(BaseModel):
                 f"index.chunk_size ({self.chunk_size}): valid overlaps are 0..{self.chunk_size - 1}"
             )
         return self
-
-
-DEFAULT_API_KEY_ENV = "PROMPTEMBED_API_KEY"
-"""The variable whose value, when set, is the server's API key with no config at all."""
 
 
 class ServerConfig(BaseModel):
@@ -691,3 +722,4 @@ class Config(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    mteb: MtebConfig = Field(default_factory=MtebConfig)

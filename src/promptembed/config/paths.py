@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 SEARCH_PATH_ENV = "PROMPTEMBED_CALIBRATION_PATH"
@@ -24,17 +25,25 @@ def hash_in_name(path: str | Path) -> str | None:
 
 
 def resolve_calibration(
-    reference: str | Path, *, sha256: str | None = None, near: str | Path | None = None
+    reference: str | Path,
+    *,
+    sha256: str | None = None,
+    near: str | Path | None = None,
+    stores: Sequence[str | Path] = (),
 ) -> Path:
     """Find a calibration file by path or name: portable configs name it, never place it.
 
-    Looked up in order: the reference itself (an existing path), next to ``near`` (the
-    config file's folder), then in each directory of ``$PROMPTEMBED_CALIBRATION_PATH``.
+    Looked up in order: next to ``near`` (the config file's folder), the reference itself
+    (an existing path, or relative to the working directory), each directory of
+    ``$PROMPTEMBED_CALIBRATION_PATH``, then the copy kept inside each embedded store of
+    ``stores`` (:func:`store_calibration`), so a store folder moved or copied elsewhere
+    brings its calibration along.
 
     Args:
         reference: A path or a file name (``calibration-<hash>.npz``).
         sha256: The content hash the file must have (12 hex); default: from its name.
         near: A folder to look in first (where the config file lives).
+        stores: Embedded Chroma store folders whose kept calibrations may hold it.
 
     Returns:
         The path of the file with that content.
@@ -54,6 +63,7 @@ def resolve_calibration(
         places.insert(0, Path(near) / reference)
     extra = [d for d in os.environ.get(SEARCH_PATH_ENV, "").split(os.pathsep) if d]
     places += [Path(d).expanduser() / reference.name for d in extra]
+    places += [store_calibration(store, reference.name) for store in stores]
     found = next((p for p in places if p.is_file()), None)
     if found is None:
         named = hash_in_name(reference)
@@ -71,3 +81,18 @@ def resolve_calibration(
                 "recorded: it is another calibration; use the original file"
             )
     return found.resolve()
+
+
+STORE_CALIBRATIONS = "promptembed-calibrations"
+"""The folder inside an embedded store where the calibrations its collections use are kept."""
+
+
+def store_calibration(store: str | Path, name: str) -> Path:
+    """Where an embedded store keeps a calibration file (by its hashed file name).
+
+    Example:
+        >>> store_calibration("db", "calibration-2769b3163945.npz").as_posix()
+        'db/promptembed-calibrations/calibration-2769b3163945.npz'
+
+    """
+    return Path(store).expanduser() / STORE_CALIBRATIONS / Path(name).name

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from promptembed.config import Config, EmbedderConfig, StoreConfig
+from promptembed.config.paths import store_calibration
 from promptembed.store.guard import EF_NAME, META_DIMENSION, check_compatible
 
 GET_PAGE = 5000
@@ -124,3 +127,42 @@ def store_of(config: Config) -> StoreConfig:
             "`host`/`port` (Chroma server) and `collection`"
         )
     return config.store
+
+
+def keep_calibration(store: StoreConfig, calibration: str | None) -> Path | None:
+    """Keep a copy of a collection's calibration inside its embedded store (once).
+
+    A store folder copied or moved elsewhere then reopens with no search path: the copy is
+    found by :func:`~promptembed.config.resolve_calibration` through ``stores=``. A Chroma
+    server keeps no files for us: its calibration stays next to the config.
+
+    Returns:
+        The kept copy, or None (no calibration, or not an embedded store).
+    """
+    if not calibration or store.path is None:
+        return None
+    source = Path(calibration)
+    target = store_calibration(store.path, source.name)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(source.read_bytes())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)  # atomic: a concurrent reader sees all of it or nothing
+    return target
+
+
+def open_store_paths() -> list[Path]:
+    """Folders of the embedded Chroma stores open in this process.
+
+    Chroma rebuilds a collection's embedding function from its stored config alone, with
+    no word of the client's path; the stores open here are where its kept calibration is.
+    """
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        identifiers = list(SharedSystemClient._identifier_to_system)
+    except (ImportError, AttributeError):  # another chromadb layout: nothing extra to try
+        return []
+    return [Path(i) for i in identifiers if Path(i).is_dir()]

@@ -17,7 +17,7 @@ from promptembed.config import (
 from promptembed.config.hf_names import translate_hf_arguments
 from promptembed.identity import VectorIdentity, calibration_hash, stored_fields
 from promptembed.registry import embedder_config, shared_embedder
-from promptembed.store.collections import make_client, store_of
+from promptembed.store.collections import keep_calibration, make_client, open_store_paths, store_of
 from promptembed.store.guard import EF_NAME, SharedEmbedderMixin, admit, stored_identity
 
 require("chromadb", "chroma")
@@ -135,9 +135,9 @@ class PromptEmbeddingFunction(SharedEmbedderMixin, EmbeddingFunction[Documents])
     def build_from_config(config: dict[str, Any]) -> PromptEmbeddingFunction:
         """Rebuild from a stored config; ``trust_remote_code`` is always off.
 
-        A calibration is found by name (see
-        :func:`~promptembed.calibration.resolve_calibration`) and must have the
-        recorded content hash.
+        A calibration is found by name (see :func:`~promptembed.config.resolve_calibration`:
+        the search path, or the copy kept inside an embedded store open in this process)
+        and must have the recorded content hash.
         """
         PromptEmbeddingFunction.validate_config(config)
         fields = {k: v for k, v in config["embedder"].items() if k != "trust_remote_code"}
@@ -145,7 +145,10 @@ class PromptEmbeddingFunction(SharedEmbedderMixin, EmbeddingFunction[Documents])
             sha = config.get("calibration_sha256") or hash_in_name(fields["calibration"])
             # If missing here, it is looked up again (and reported) when the model loads.
             with contextlib.suppress(FileNotFoundError):
-                fields["calibration"] = str(resolve_calibration(fields["calibration"], sha256=sha))
+                found = resolve_calibration(
+                    fields["calibration"], sha256=sha, stores=open_store_paths()
+                )
+                fields["calibration"] = str(found)
         return PromptEmbeddingFunction(config=EmbedderConfig(**fields, trust_remote_code=False))
 
     @staticmethod
@@ -217,6 +220,7 @@ def open_checked_collection(
             configuration={"hnsw": {"space": "cosine"}},
         )
     admit(existing, embedder)  # also re-checks a collection another process just made
+    keep_calibration(store, embedder.config.calibration)  # the store carries what it needs
     try:
         collection = client.get_collection(store.collection, embedding_function=function)
     except ValueError:
