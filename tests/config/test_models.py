@@ -8,13 +8,9 @@ from promptembed.identity import stored_fields
 
 def test_defaults():
     cfg = EmbedderConfig()
-    assert (cfg.model, cfg.template, cfg.pooling, cfg.device, cfg.dtype) == (
-        "gemma-3-270m",
-        "ke",
-        "last",
-        "auto",
-        "auto",
-    )
+    # The default model's measured best templates (tests/config/test_aliases.py).
+    assert (cfg.model, cfg.template, cfg.query_template) == ("gemma-3-270m", "eol", "query")
+    assert (cfg.pooling, cfg.device, cfg.dtype) == ("last", "auto", "auto")
     assert cfg.trust_remote_code is False
 
 

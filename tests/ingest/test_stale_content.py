@@ -80,7 +80,7 @@ def test_a_chunk_changed_behind_the_indexers_back_is_restored(tmp_path, model_di
     )
     # 1.0 = dense 0.3 + BM25 0.7: the lexical side follows Chroma's change (before, BM25
     # still held the old text and this hit scored 0.3).
-    assert "1. 1.0000  corpus/a.txt#0  Quokka" in _hits(config, "Quokka")
+    assert "1. 1.0000  corpus/a.txt #0  Quokka" in _hits(config, "Quokka")
     output = _index(corpus, config, "--prune")
     assert "1 indexed" in output  # before: reported unchanged, and never restored
     assert "spice harbour" in _hits(config, "Zanzibar")

@@ -450,6 +450,18 @@ async def test_batcher_gathers_in_order_and_drains_on_close(ref):
 # -- the CLI, the config and the optional extra -------------------------------------------------
 
 
+def _serve(toml: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """``promptembed serve --config toml --port port`` in a subprocess, with ``env`` added."""
+    cmd = [sys.executable, "-c", "from promptembed.cli import app; app()", "serve"]
+    return subprocess.Popen(
+        [*cmd, "--config", str(toml), "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @pytest.mark.procs
 def test_cli_serve_answers_then_stops_on_sigterm(model_dirs, tmp_path, ref):
     port = free_port()
@@ -458,15 +470,7 @@ def test_cli_serve_answers_then_stops_on_sigterm(model_dirs, tmp_path, ref):
         f'[embedder]\nmodel = "{model_dirs["llama"].as_posix()}"\ndevice = "cpu"\n'
         '[server]\napi_key_env = "PROMPTEMBED_TEST_KEY"\nlog_level = "warning"\n'
     )
-    env = {**os.environ, "PROMPTEMBED_TEST_KEY": KEY}
-    cmd = [sys.executable, "-c", "from promptembed.cli import app; app()", "serve"]
-    proc = subprocess.Popen(
-        [*cmd, "--config", str(toml), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _serve(toml, port, {"PROMPTEMBED_TEST_KEY": KEY})
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(proc, base)
@@ -494,15 +498,7 @@ def test_promptembed_api_key_alone_protects_the_server(model_dirs, tmp_path):
     port = free_port()
     toml = tmp_path / "promptembed.toml"
     toml.write_text(f'[embedder]\nmodel = "{model_dirs["llama"].as_posix()}"\ndevice = "cpu"\n')
-    env = {**os.environ, "PROMPTEMBED_API_KEY": "sekret"}
-    cmd = [sys.executable, "-c", "from promptembed.cli import app; app()", "serve"]
-    proc = subprocess.Popen(
-        [*cmd, "--config", str(toml), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _serve(toml, port, {"PROMPTEMBED_API_KEY": "sekret"})
     base = f"http://127.0.0.1:{port}"
     body = {"input": ["a"], "model": "m"}
     try:

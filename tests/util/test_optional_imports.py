@@ -14,8 +14,8 @@ from tests.helpers import run_python
 def test_import_pulls_in_no_framework():
     code = (
         "import sys, promptembed; "
-        "bad = [m for m in ('torch', 'transformers', 'chromadb', 'langchain_core', "
-        "'llama_index') if m in sys.modules]; print(bad)"
+        "bad = [m for m in ('torch', 'transformers', 'numpy', 'scipy', 'chromadb', "
+        "'langchain_core', 'llama_index', 'mteb') if m in sys.modules]; print(bad)"
     )
     import subprocess
 

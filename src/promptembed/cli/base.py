@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import traceback
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import click
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -102,11 +104,7 @@ def fail(error: BaseException) -> typer.Exit:
 
     With ``-v`` the traceback is printed first.
     """
-    from pydantic import ValidationError
-
     if _verbose:
-        import traceback
-
         err.print("".join(traceback.format_exception(error)), markup=False, highlight=False)
     if isinstance(error, ValidationError):
         message = "; ".join(

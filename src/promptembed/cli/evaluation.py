@@ -1,4 +1,4 @@
-"""`promptembed eval sts` and `promptembed eval retrieval`."""
+"""`promptembed eval sts`, `promptembed eval retrieval` and `promptembed eval mteb`."""
 
 from __future__ import annotations
 
@@ -145,3 +145,85 @@ def eval_retrieval(
         typer.echo(json.dumps(payload))
     else:
         console.print(payload)
+
+
+@eval_app.command("mteb")
+def eval_mteb(
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="mteb task names, comma-separated (STSBenchmark,ATEC); from the hub."),
+    ] = None,
+    sts: Annotated[
+        list[Path] | None, typer.Option(help="Local STS CSV (s1,s2,score) as a task; repeatable.")
+    ] = None,
+    beir: Annotated[
+        list[Path] | None,
+        typer.Option(help="Local BEIR folder (corpus.jsonl, queries, qrels/) as a task."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Folder for mteb's result files; default $MTEB_CACHE or ~/.cache/mteb."),
+    ] = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    template: TemplateOpt = None,
+    query_template: QueryTemplateOpt = None,
+    device: DeviceOpt = None,
+    dtype: DTypeOpt = None,
+    max_length: MaxLenOpt = None,
+    batch_size: BatchOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per score.")] = False,
+) -> None:
+    """Run mteb's own evaluator on mteb tasks or local files; templates from [mteb.templates]."""
+    try:
+        # promptembed.mteb binds mteb (a heavy optional package) at import: loaded only here.
+        from promptembed import mteb as on_mteb
+
+        cfg = build_config(
+            config,
+            model=model,
+            template=template,
+            query_template=query_template,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            batch_size=batch_size,
+            show_progress=not (as_json or quiet()),
+        )
+        names = [t.strip() for t in (tasks or "").split(",") if t.strip()]
+        chosen = [
+            *on_mteb.get_tasks(names),
+            *(on_mteb.sts_task(path) for path in sts or []),
+            *(on_mteb.beir_task(folder) for folder in beir or []),
+        ]
+        if not chosen:
+            raise ValueError("name mteb tasks with --tasks, or local ones with --sts / --beir")
+        on_mteb.load_tasks(chosen)  # before the model loads: offline, fail at once
+        wrapper = on_mteb.MtebModel(cfg)
+        rows = on_mteb.evaluate(wrapper, chosen, output=output, progress=not quiet())
+    except (ValueError, ImportError, OSError) as error:
+        raise fail(error) from error
+    _print_mteb(rows, wrapper, as_json)
+
+
+def _print_mteb(rows: list[dict[str, object]], wrapper: object, as_json: bool) -> None:
+    """Print the mteb scores as JSON lines or a table, with the entries each task used."""
+    meta = wrapper.mteb_model_meta  # type: ignore[attr-defined]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps({**row, "model": meta.name, "revision": meta.revision}))
+        return
+    table = Table(title=f"MTEB — {meta.name} (revision {meta.revision})")
+    for col in ("task", "type", "split", "languages", "main score", "value", "entries"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for r in rows:
+        table.add_row(
+            str(r["task"]),
+            str(r["type"]),
+            str(r["split"]),
+            ", ".join(r["languages"] or []),  # type: ignore[arg-type]
+            str(r["main_score"]),
+            f"{r['score']:.4f}",
+            ", ".join(r["entries"]),  # type: ignore[arg-type]
+        )
+    console.print(table)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
 
 from promptembed.cli.base import (
     ConfigOpt,
@@ -67,8 +73,6 @@ def _run_index(
     namespace: str | None = None,
 ) -> Any:
     """Index in this process or on Ray, behind a transient progress bar on stderr."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     # Both bind a heavy optional package at import (chromadb, Ray): loaded only here, so
     # the rest of the CLI runs without those extras, and a missing one is named.
     if on_ray:
@@ -113,9 +117,6 @@ def _run_index(
 
 def _print_summary(stats: Any, collection: str, prune: bool, verbose: bool) -> None:
     """Counts per outcome, then every skipped or failed file (every file with -v)."""
-    from rich.markup import escape
-    from rich.table import Table
-
     shown = stats.outcomes if verbose else stats.problems
     if shown:
         table = Table("file", "outcome", "chunks", "detail", title="files", title_justify="left")
@@ -142,8 +143,6 @@ def _print_summary(stats: Any, collection: str, prune: bool, verbose: bool) -> N
 
 def _print_hits(text: str, hits: list[Any]) -> None:
     """The query, then one line per hit: rank, score, source#chunk and a snippet."""
-    from rich.markup import escape
-
     console.print(f"[bold]query:[/] {escape(text)}")
     if not hits:
         console.print("  (no results)")
@@ -165,6 +164,14 @@ RevisionOpt = Annotated[
 
 DeviceMapOpt = Annotated[
     str | None, typer.Option(help="transformers device_map (e.g. auto) for large models.")
+]
+
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Embed through a running `promptembed serve` at this URL (client mode, "
+        "overrides [embedder] server); API key from $PROMPTEMBED_API_KEY."
+    ),
 ]
 
 NamespaceOpt = Annotated[
@@ -207,6 +214,11 @@ def _with_ray(
     """
     if not (use_ray or address is not None or workers is not None):
         return cfg, False
+    if cfg.embedder.server:
+        raise ValueError(
+            "--ray loads the model on each Ray actor; it cannot embed through "
+            f"[embedder] server = {cfg.embedder.server!r}: drop one of them"
+        )
     given = {"address": address, "num_workers": workers}
     fields = {**cfg.ray.model_dump(), **{k: v for k, v in given.items() if v is not None}}
     return cfg.model_copy(update={"ray": RayConfig.model_validate(fields)}), True
@@ -214,8 +226,6 @@ def _with_ray(
 
 def _report(stats: Any, cfg: Config, prune: bool, strict: bool) -> None:
     """Print the run's summary (every file with -v); with ``strict``, exit 1 on problems."""
-    import logging
-
     assert cfg.store is not None
     verbose = logging.getLogger().isEnabledFor(logging.INFO)
     _print_summary(stats, cfg.store.collection, prune, verbose)
@@ -238,6 +248,7 @@ def index_cmd(
     dtype: DTypeOpt = None,
     revision: RevisionOpt = None,
     device_map: DeviceMapOpt = None,
+    server: ServerOpt = None,
     namespace: NamespaceOpt = None,
     strict: StrictOpt = False,
     use_ray: UseRayOpt = False,
@@ -264,6 +275,7 @@ def index_cmd(
             dtype=dtype,
             revision=revision,
             device_map=device_map,
+            server=server,
         )
         cfg, on_ray = _with_ray(cfg, use_ray, ray_address, ray_workers)
         if on_ray and prune:
@@ -290,6 +302,7 @@ def query_cmd(
     dtype: DTypeOpt = None,
     revision: RevisionOpt = None,
     device_map: DeviceMapOpt = None,
+    server: ServerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
 ) -> None:
     """Print the chunks nearest to a query, with cosine scores and sources.
@@ -309,6 +322,7 @@ def query_cmd(
             dtype=dtype,
             revision=revision,
             device_map=device_map,
+            server=server,
         )
         # Hybrid: the configured channels, fused in the core.
         hits = retrieve(cfg, text, k) if cfg.retrieval.mode == "hybrid" else query(text, cfg, k=k)
@@ -353,9 +367,6 @@ def demo_cmd(
     ] = None,
 ) -> None:
     """Index the example corpus offline and run a few queries (English and Chinese)."""
-    import tempfile
-    import time
-
     corpus = corpus or _default_corpus()
     with tempfile.TemporaryDirectory(prefix="promptembed-demo-") as tmp:
         try:

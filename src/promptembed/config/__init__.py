@@ -5,7 +5,6 @@ Standard library and pydantic only: every other layer builds on it.
 
 from __future__ import annotations
 
-from promptembed.config.benchmark import MtebConfig, Route
 from promptembed.config.files import load_config
 from promptembed.config.models import (
     MANAGED_MODEL_KWARGS,
@@ -19,6 +18,7 @@ from promptembed.config.models import (
     ServerConfig,
     StoreConfig,
 )
+from promptembed.config.mteb import MtebConfig, Route
 from promptembed.config.paths import SEARCH_PATH_ENV, hash_in_name, resolve_calibration
 
 __all__ = [

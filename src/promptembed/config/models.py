@@ -6,6 +6,7 @@ TOML config file, the CLI and the config that Chroma persists with a collection.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from promptembed.config.aliases import PAPER_TEMPLATE, default_templates
-from promptembed.config.benchmark import MtebConfig
+from promptembed.config.mteb import MtebConfig
 from promptembed.templates import BUILTIN_TEMPLATES, Template
 
 Pooling = Literal["last", "mean"]
@@ -158,7 +159,7 @@ class EmbedderConfig(BaseModel):
             return None
         url = value.strip().rstrip("/").removesuffix("/v1").rstrip("/")
         scheme, _, rest = url.partition("://")
-        if scheme not in ("http", "https") or not rest or "/" in rest.split("@")[-1].strip("/"):
+        if scheme not in ("http", "https") or not rest.split("/")[0]:
             raise ValueError(
                 f"server {value!r} is not a server URL: use http(s)://host:port, e.g. "
                 "'http://127.0.0.1:8080' (where `promptembed serve` listens)"
@@ -555,8 +556,6 @@ class ServerConfig(BaseModel):
 
 def _loopback(host: str) -> bool:
     """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
-
     if host == "localhost":
         return True
     try:

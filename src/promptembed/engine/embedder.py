@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from promptembed._util.inputs import check_texts, check_texts_at
 from promptembed._util.vectors import unit
@@ -357,7 +358,6 @@ class PromptEmbedder:
         _check_positive(batch_size=batch_size, chunk_size=chunk_size)
         if isinstance(texts, str) or texts is None:
             texts = check_texts(texts)
-        from tqdm.auto import tqdm
 
         members = len(self._routes[kind])  # an ensemble runs each text once per template
         total = len(texts) * members if isinstance(texts, Sequence) else None
@@ -405,7 +405,6 @@ class PromptEmbedder:
     def embed_raw(self, texts: Sequence[str], *, kind: Kind = "document") -> np.ndarray:
         """Vectors before calibration and final normalisation (what a calibration is fit on)."""
         items = check_texts(texts)
-        from tqdm.auto import tqdm
 
         with tqdm(total=len(items), disable=not self.config.show_progress, unit="text") as bar:
             chunks = [
@@ -423,7 +422,6 @@ class PromptEmbedder:
         """
         items = check_texts(texts)
         route = self._route(template, layers=list(layers))
-        from tqdm.auto import tqdm
 
         with tqdm(total=len(items), disable=not self.config.show_progress, unit="text") as bar:
             return self._compute(route, items, None, bar)
@@ -544,7 +542,6 @@ class PromptEmbedder:
         """
         items = check_texts(texts)
         routes = self._sparse_routes_for(kind)
-        from tqdm.auto import tqdm
 
         total = len(items) * len(routes)
         with tqdm(total=total, disable=not self.config.show_progress, unit="text") as bar:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tqdm.auto import tqdm
+
 from promptembed._util.optional import available, filter_known_noise, quiet_imports
 from promptembed.config.aliases import ALIASES, Alias
 from promptembed.engine.quantization import INT8, quantize_int8
@@ -533,8 +535,6 @@ def _conversion_progress(model: str, gguf: Path, target: Path) -> Iterator[Calla
     would be; ``promptembed -q`` or a logger level above WARNING silences it). Loading
     the converted copy later says nothing unless INFO is enabled.
     """
-    from tqdm.auto import tqdm
-
     size_mb = gguf.stat().st_size / 1e6 if gguf.is_file() else 0.0
     seconds = max(10, round(size_mb * _SECONDS_PER_MB, -1))
     estimate = f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s"

@@ -65,9 +65,7 @@ class EmbeddingServerError(ConnectionError):
     """
 
 
-def publication(
-    embedder: LoadedEmbedder, dimension: int, limits: dict[str, int]
-) -> dict[str, Any]:
+def publication(embedder: LoadedEmbedder, dimension: int, limits: dict[str, int]) -> dict[str, Any]:
     """What a server publishes of its embedder: identity, dimension, stored config, limits.
 
     Args:
@@ -122,7 +120,7 @@ class RemoteEmbedder:
         published = self._published()
         self.identity = VectorIdentity.from_record(published["identity"])
         self.dimension = int(published["dimension"])
-        self._key = str(published["key"])
+        self.identity_key = str(published["key"])
         self._limits = dict(published.get("limits") or {})
         self.config = self._served_config(published["embedder"], self.identity, config)
         if of_embedder(self) != self.identity:  # a server of another promptembed version
@@ -208,7 +206,7 @@ class RemoteEmbedder:
         body = {"input": texts, "kind": kind, "encoding_format": "base64"}
         response = self._call("POST", "/v1/embeddings", json=body)
         served = response.headers.get(IDENTITY_HEADER)
-        if served != self._key:
+        if served != self.identity_key:
             raise EmbeddingServerError(
                 f"the embedding server at {self.url} now serves another embedder than the "
                 f"one this client opened with ({self.identity.describe(self.dimension)}); "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,7 +106,6 @@ def output_head(model: Any, source_path: str | None) -> torch.Tensor:
     embeddings = model.get_input_embeddings().weight
     if getattr(config, "tie_word_embeddings", False):
         return embeddings
-    from pathlib import Path
 
     from safetensors import safe_open
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from charset_normalizer import from_bytes
+
 # Wide encodings are only considered when the bytes hold NULs: without, short Latin-1
 # texts would otherwise be "detected" as UTF-16 and decoded to CJK noise.
 _WESTERN = "cp1252"
@@ -66,8 +68,6 @@ def decode_text(data: bytes) -> str:
         with contextlib.suppress(UnicodeDecodeError):
             text = data.decode("utf-8")
     if text is None:
-        from charset_normalizer import from_bytes
-
         exclude = [] if b"\x00" in data else _WIDE
         matches = from_bytes(data, cp_exclusion=exclude)
         best = matches.best()

@@ -21,6 +21,7 @@ from promptembed import __version__
 from promptembed._util.optional import require
 from promptembed.config import Config, ServerConfig, load_config
 from promptembed.engine.embedder import PromptEmbedder
+from promptembed.engine.remote import publication
 from promptembed.server.batcher import DynamicBatcher, Embedder
 from promptembed.server.errors import install_error_handlers
 from promptembed.server.middleware import Guard
@@ -106,6 +107,7 @@ def _lifespan(
             model=limits.model_name or public_name(spec),
             dimension=int(model.dimension),
             created=int(time.time()),
+            published=_publication(model, limits),
         )
         app.state.served = served
         logger.info("serving %s (dimension %d)", served.model, served.dimension)
@@ -143,6 +145,23 @@ def public_name(spec: str) -> str:
     if spec.startswith((".", "/", "~")) or path.exists():
         return path.name or spec
     return spec
+
+
+def _publication(embedder: Embedder, limits: ServerConfig) -> dict[str, Any] | None:
+    """The served embedder's identity for client mode, if it has one to publish.
+
+    A loaded :class:`PromptEmbedder` has; a stand-in without a config, weights
+    fingerprint and dtype (a test double, a wrapper) publishes none, and clients then
+    refuse the server rather than guess.
+    """
+    if not all(hasattr(embedder, a) for a in ("config", "fingerprint", "torch_dtype")):
+        return None
+    kept = ("max_inputs_per_request", "max_chars_per_input", "max_request_bytes")
+    return publication(
+        embedder,  # type: ignore[arg-type]  # checked above
+        int(embedder.dimension),
+        {name: getattr(limits, name) for name in kept},
+    )
 
 
 def _load_embedder(config: Config) -> Embedder:

@@ -8,12 +8,14 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from promptembed._util.inputs import check_texts
 from promptembed.config import ServerConfig
 from promptembed.engine.embedder import NonFiniteEmbeddingError
+from promptembed.engine.remote import IDENTITY_HEADER
 from promptembed.server.batcher import DynamicBatcher, Embedder, QueueFullError, ShuttingDownError
 from promptembed.server.errors import error_responses
 from promptembed.server.schemas import (
@@ -47,6 +49,9 @@ class Served:
     dimension: int
     created: int
     """When it started serving (Unix seconds), as OpenAI's model cards show."""
+    published: dict[str, Any] | None = None
+    """The embedder's identity for clients (:func:`~promptembed.engine.remote.publication`);
+    None for an embedder without one (a stand-in that has no weights fingerprint)."""
 
 
 def served(request: Request) -> Served:
@@ -101,7 +106,7 @@ async def get_model(model_id: str, state: Serving) -> ModelCard:
 
 
 def _card(state: Served) -> ModelCard:
-    return ModelCard(id=state.model, created=state.created)
+    return ModelCard(id=state.model, created=state.created, promptembed=state.published)
 
 
 @router.post(
@@ -140,7 +145,9 @@ async def create_embeddings(body: EmbeddingRequest, state: Serving) -> Response:
         content = await asyncio.to_thread(render, *rendered)
     else:
         content = render(*rendered)
-    return Response(content, media_type="application/json")
+    # Which identity made these vectors: a client checks it against the one it opened with.
+    served_by = {IDENTITY_HEADER: state.published["key"]} if state.published else None
+    return Response(content, media_type="application/json", headers=served_by)
 
 
 def validate_inputs(request: EmbeddingRequest, limits: ServerConfig, dimension: int) -> list[str]:
@@ -185,8 +192,6 @@ def render(
     vectors: np.ndarray, encoding: Literal["float", "base64"], model: str, tokens: int
 ) -> bytes:
     """OpenAI's embeddings response body, as JSON bytes (vectors as floats or base64)."""
-    import numpy as np
-
     if encoding == "base64":
         little = np.ascontiguousarray(vectors, dtype="<f4")
         items: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]

@@ -143,6 +143,12 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "promptembed"
+    promptembed: dict[str, Any] | None = Field(
+        None,
+        description="promptembed extension: the served embedder's vector identity, "
+        "dimension, stored config and request limits, read by client mode "
+        "(`[embedder] server`); null for an embedder without a weights fingerprint.",
+    )
 
 
 class ModelList(BaseModel):

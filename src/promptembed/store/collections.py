@@ -137,20 +137,22 @@ def keep_calibration(store: StoreConfig, calibration: str | None) -> Path | None
     server keeps no files for us: its calibration stays next to the config.
 
     Returns:
-        The kept copy, or None (no calibration, or not an embedded store).
+        The kept copy, or None (no calibration, no local file, or not an embedded store).
     """
     if not calibration or store.path is None:
         return None
     source = Path(calibration)
     target = store_calibration(store.path, source.name)
-    if not target.is_file():
+    # No local file: a client-mode embedder names its server's calibration by hash only.
+    if source.is_file() and not target.is_file():
+        blob = source.read_bytes()
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            fh.write(source.read_bytes())
+            fh.write(blob)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)  # atomic: a concurrent reader sees all of it or nothing
-    return target
+    return target if target.is_file() else None
 
 
 def open_store_paths() -> list[Path]:

@@ -122,11 +122,13 @@ class PromptEmbeddingFunction(SharedEmbedderMixin, EmbeddingFunction[Documents])
     def get_config(self) -> dict[str, Any]:
         """The config Chroma persists: portable and never with ``trust_remote_code``.
 
-        A calibration is kept by file name and content hash, never by path.
+        A calibration is kept by file name and content hash, never by path. In client
+        mode it is the server's config, which makes the vectors (the URL is never kept).
         """
-        out: dict[str, Any] = {"embedder": stored_fields(self._config)}
-        if self._config.calibration:
-            out["calibration_sha256"] = calibration_hash(self._config.calibration)
+        config = self.embedder.config if self._config.server else self._config
+        out: dict[str, Any] = {"embedder": stored_fields(config)}
+        if config.calibration:
+            out["calibration_sha256"] = calibration_hash(config.calibration)
         if self._embedder is not None:
             out["dimension"] = self._embedder.dimension
         return out

@@ -124,7 +124,12 @@ def stored_identity(
 
 
 def _wanted(config: EmbedderConfig | VectorIdentity) -> VectorIdentity:
-    return config if isinstance(config, VectorIdentity) else of_config(config)
+    """The identity asked for; a client-mode config asks for its server's (one GET)."""
+    if isinstance(config, VectorIdentity):
+        return config
+    if config.server:
+        return of_embedder(shared_embedder(config))
+    return of_config(config)
 
 
 def check_compatible(

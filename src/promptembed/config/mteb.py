@@ -10,14 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from promptembed.templates import Template
 
-if TYPE_CHECKING:
-    from promptembed.config.models import EmbedderConfig
+
+class TemplateSource(Protocol):
+    """What a route reads of an embedder config (``EmbedderConfig`` has it)."""
+
+    @property
+    def templates(self) -> list[str]: ...  # noqa: D102
+
+    @property
+    def query_templates(self) -> list[str]: ...  # noqa: D102
+
 
 DOCUMENT_REF = "[embedder].template"
 """Table value meaning the ``[embedder]`` document template(s), as configured."""
@@ -153,7 +161,7 @@ class Route:
         >>> from promptembed.config import EmbedderConfig
         >>> r = MtebConfig().route("Retrieval", ["eng-Latn"], "query", EmbedderConfig())
         >>> r.key, r.templates, r.kind
-        ('Retrieval:query', ['eol'], 'query')
+        ('Retrieval:query', ['query'], 'query')
 
     """
 
@@ -250,7 +258,7 @@ class MtebConfig(BaseModel):
         task_type: str,
         languages: Sequence[str],
         prompt_type: str | None,
-        embedder: EmbedderConfig,
+        embedder: TemplateSource,
     ) -> Route:
         """Resolve a call to its entry and templates (see the class docstring)."""
         key, fallback = self.entry(task_type, languages, prompt_type)
