@@ -33,6 +33,7 @@ import chromadb
 from benchmarks.common import build_tiny_llama
 from promptembed.config import load_config
 from promptembed.ingest.planning import plan_corpus
+from promptembed.retrieval.hybrid import lexical_folder
 from promptembed.retrieval.lexical import LexicalIndex
 
 HERE = Path(__file__).resolve().parent
@@ -63,7 +64,7 @@ def _exact(root: Path, config: Path, folders: list[Path]) -> bool:
     want = {c.id for f in folders for c in plan_corpus([f], cfg.index, root=root)}
     col = chromadb.PersistentClient(str(root / "db")).get_collection("docs")
     got = set(col.get(include=[])["ids"])
-    lexical = set(LexicalIndex.load(root / "db" / "promptembed-lexical").ids)
+    lexical = set(LexicalIndex.load(lexical_folder(cfg)).ids)
     return got == want and lexical == got
 
 
