@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from promptembed.cli import app
+from tests.helpers import one_line_error
 
 runner = CliRunner()
 
@@ -38,14 +39,6 @@ BAD_CONFIGS = {
 }
 
 
-def _one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 @pytest.mark.parametrize("command", ["index", "query"])
 def test_a_refused_config_creates_nothing(tmp_path, model_dirs, case, command):
@@ -58,7 +51,7 @@ def test_a_refused_config_creates_nothing(tmp_path, model_dirs, case, command):
         f'[embedder]\nmodel = "{model_dirs["llama"].as_posix()}"\ndevice = "cpu"\n' + extra
     )
     args = ["index", str(corpus)] if command == "index" else ["query", "honey"]
-    line = _one_line_error(runner.invoke(app, [*args, "--config", str(config)]))
+    line = one_line_error(runner.invoke(app, [*args, "--config", str(config)]))
     assert words in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "promptembed.toml"]
 
@@ -71,7 +64,7 @@ def test_a_store_path_that_is_a_file_is_one_line(tmp_path, model_dirs):
         '[store]\npath = "db"\ncollection = "docs"\n'
     )
     for args in (["query", "honey"], ["index", str(tmp_path / "db")]):
-        line = _one_line_error(runner.invoke(app, [*args, "--config", str(config)]))
+        line = one_line_error(runner.invoke(app, [*args, "--config", str(config)]))
         assert "store.path" in line and "is not a directory" in line
     assert (tmp_path / "db").read_text() == "not a folder"
 
@@ -106,6 +99,6 @@ def test_a_config_the_model_refuses_creates_no_store(tmp_path, model_dirs, case)
         '[store]\npath = "db"\ncollection = "docs"\n'
     )
     result = runner.invoke(app, ["index", str(corpus), "--config", str(config)])
-    line = _one_line_error(result)
+    line = one_line_error(result)
     assert words in line
     assert not (tmp_path / "db").exists(), sorted(p.name for p in (tmp_path / "db").iterdir())

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from promptembed.cli import app
+from tests.helpers import one_line_error
 
 runner = CliRunner()
 
@@ -31,21 +32,13 @@ def _config(tmp_path, model_dirs, **fields) -> str:
     return str(toml)
 
 
-def _one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
-
-
 def test_unreadable_calibration_is_one_line_and_v_shows_the_traceback(tmp_path, model_dirs, sts):
     blob = b"not an npz archive"
     bad = tmp_path / f"calibration-{hashlib.sha256(blob).hexdigest()[:12]}.npz"
     bad.write_bytes(blob)
     config = _config(tmp_path, model_dirs, calibration=bad.name)
     args = ["eval", "sts", "--data", str(sts), "--config", config, "--json"]
-    line = _one_line_error(runner.invoke(app, args))
+    line = one_line_error(runner.invoke(app, args))
     assert bad.name in line and "promptembed calibrate" in line and "-v" in line
     verbose = runner.invoke(app, ["-v", *args])
     assert verbose.exit_code == 2 and "Traceback" in verbose.output
@@ -57,7 +50,7 @@ def test_shared_cache_directory_is_one_line(tmp_path, model_dirs, sts):
     shared.mkdir()
     os.chmod(shared, 0o777)
     config = _config(tmp_path, model_dirs, embedding_cache=str(shared))
-    line = _one_line_error(
+    line = one_line_error(
         runner.invoke(app, ["eval", "sts", "--data", str(sts), "--config", config, "--json"])
     )
     assert str(shared) in line and "chmod 700" in line
@@ -67,5 +60,5 @@ def test_shared_cache_directory_is_one_line(tmp_path, model_dirs, sts):
 def test_batch_size_below_one_is_refused(tmp_path, model_dirs, sts, size):
     config = _config(tmp_path, model_dirs)
     args = ["eval", "sts", "--data", str(sts), "--config", config, "--batch-size", size]
-    line = _one_line_error(runner.invoke(app, args))
+    line = one_line_error(runner.invoke(app, args))
     assert "batch_size" in line and "greater than or equal to 1" in line

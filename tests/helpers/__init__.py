@@ -1,5 +1,6 @@
 """Helpers shared by the tests (not test modules): ``from tests.helpers import ...``."""
 
+from tests.helpers.cli import one_line_error
 from tests.helpers.data import (
     DOCS,
     RETRIEVAL_DOCS,
@@ -19,6 +20,7 @@ __all__ = [
     "free_port",
     "index_killed_at",
     "make_pdf",
+    "one_line_error",
     "rewrite_weights",
     "run_python",
     "store_config",
