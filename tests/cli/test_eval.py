@@ -104,7 +104,7 @@ def test_cli_eval_retrieval_fuses_as_the_config_says(tmp_path, model_dirs, embed
     args += ["--corpus", str(corpus), "--queries", str(queries), "--qrels", str(qrels)]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
-    got = json.loads(out.output.strip().splitlines()[-1])
+    got = json.loads(out.stdout)
     cfg = RetrievalConfig(mode="hybrid", weights={"dense": 0.2})
     emb = embedder_factory("llama", template="eol")
     expected = evaluate_retrieval(emb, corpus, queries, qrels, cfg)

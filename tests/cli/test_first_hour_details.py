@@ -33,7 +33,7 @@ def test_query_names_a_pdf_hit_by_its_page(tmp_path, model_dirs):
     assert out.exit_code == 0, out.output
     assert "corpus/report.pdf p.2" in out.output and "#1" not in out.output
     as_json = runner.invoke(app, ["query", "honey yield", "--json", "--config", config])
-    pages = {json.loads(line)["page"] for line in as_json.output.splitlines() if line.strip()}
+    pages = {json.loads(line)["page"] for line in as_json.stdout.splitlines()}
     assert pages == {1, 2}
 
 

@@ -36,7 +36,7 @@ def test_index_then_query(toml, tmp_path):
     text = (corpus / "lighthouses.txt").read_text(encoding="utf-8").strip()
     out = runner.invoke(app, ["query", text, "-k", "3", "--config", str(toml), "--json"])
     assert out.exit_code == 0, out.output
-    hits = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
+    hits = [json.loads(line) for line in out.stdout.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3]
     # Keyed by the path relative to the config's folder (here outside it).
     assert hits[0]["source"].endswith("/examples/corpus/lighthouses.txt")
@@ -58,7 +58,7 @@ def test_prune_flag_removes_deleted_files_chunks(toml, tmp_path):
     assert out.exit_code == 0 and "pruned" in out.output, out.output
     text = (EXAMPLES / "corpus" / "lighthouses.txt").read_text(encoding="utf-8").strip()
     got = runner.invoke(app, ["query", text, "-k", "50", "--config", str(toml), "--json"])
-    sources = {json.loads(x)["source"] for x in got.output.splitlines() if x.startswith("{")}
+    sources = {json.loads(x)["source"] for x in got.stdout.splitlines()}
     assert sources and "corpus/lighthouses.txt" not in sources  # keyed relative to the toml
     assert "corpus/honeybees.md" in sources
 

@@ -77,7 +77,7 @@ def test_shipped_config_on_every_store_path(shipped, tmp_path, model_dirs):
     assert done.exit_code == 0, done.output
     out = runner.invoke(app, ["query", probe, "-k", "2", "--config", str(toml), "--json"])
     assert out.exit_code == 0, out.output
-    hits = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
+    hits = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(hits) == 2
     # The CLI answers with the configured mode: the core's ranking, fused when hybrid.
     import promptembed

@@ -147,7 +147,7 @@ def test_cli_query_uses_the_configured_mode(indexed, tmp_path, model_dirs):
         app, ["query", "绿茶的水温", "-k", "3", "--config", str(toml), "--json"]
     )
     assert out.exit_code == 0, out.output
-    got = [json.loads(line)["id"] for line in out.output.splitlines() if line.startswith("{")]
+    got = [json.loads(line)["id"] for line in out.stdout.splitlines()]
     assert got == [h.id for h in retrieve(indexed, "绿茶的水温", k=3)]
 
 

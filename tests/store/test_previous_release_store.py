@@ -52,7 +52,7 @@ def test_cli_query_gives_the_old_ids_and_scores(inside, case):
         app, ["query", case["text"], "-k", "3", "--config", "promptembed.toml", "--json"]
     )
     assert got.exit_code == 0, got.output
-    hits = [json.loads(line) for line in got.output.splitlines() if line.startswith("{")]
+    hits = [json.loads(line) for line in got.stdout.splitlines()]
     assert [h["id"] for h in hits] == [h["id"] for h in case["cli"]]
     assert [h["source"] for h in hits] == [h["source"] for h in case["cli"]]
     for hit, old in zip(hits, case["cli"], strict=True):

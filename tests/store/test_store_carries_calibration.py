@@ -52,8 +52,8 @@ def test_a_copied_store_reopens_its_calibrated_collection_with_no_search_path(
     moved = _config(there, model_dirs["llama"], name)
     after = runner.invoke(app, ["query", "bees", "--json", "--config", str(moved)])
     assert after.exit_code == 0, after.output  # before: "calibration ... not found"
-    assert [json.loads(x)["id"] for x in after.output.splitlines()] == [
-        json.loads(x)["id"] for x in before.output.splitlines()
+    assert [json.loads(x)["id"] for x in after.stdout.splitlines()] == [
+        json.loads(x)["id"] for x in before.stdout.splitlines()
     ]
     code = (
         "import chromadb, promptembed.chroma\n"
@@ -62,4 +62,4 @@ def test_a_copied_store_reopens_its_calibrated_collection_with_no_search_path(
     )
     out = run_python(code, env={SEARCH_PATH_ENV: ""}, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == json.loads(before.output.splitlines()[0])["id"]
+    assert out.stdout.strip().splitlines()[-1] == json.loads(before.stdout.splitlines()[0])["id"]

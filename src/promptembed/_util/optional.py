@@ -86,13 +86,35 @@ class _KnownNoise(logging.Filter):
         return self.fragment not in record.getMessage()
 
 
+class _HeadOnlyLoadReport(logging.Filter):
+    """Drops transformers' load report when its only finding is the unused LM head.
+
+    The embedder loads the base model (no LM head) from a causal-LM checkpoint, so
+    ``lm_head.weight`` is always "UNEXPECTED" there: a warning no user action can
+    address. Any other row (a missing or mismatched weight) keeps the whole report.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        rows = [line.split("|")[0].strip() for line in message.splitlines() if "|" in line]
+        keys = [key for key in rows if key and key != "Key" and set(key) != {"-"}]
+        return not keys or not all(key.startswith("lm_head.") for key in keys)
+
+
 # torch warns each time torchao (imported by transformers during a load) registers an enum
 # the old way, from whichever torchao module transformers happens to touch.
 _ENUM_NOTICE = _KnownNoise("is an Enum subclass and is now natively supported")
+_HEAD_REPORT = _HeadOnlyLoadReport()
 
 
 def filter_known_noise() -> None:
-    """Install the filter for the messages above (idempotent); nothing else is hidden."""
-    log = logging.getLogger("torch.utils._pytree")
-    if _ENUM_NOTICE not in log.filters:
-        log.addFilter(_ENUM_NOTICE)
+    """Install the filters for the messages above (idempotent); nothing else is hidden."""
+    for name, noise in (
+        ("torch.utils._pytree", _ENUM_NOTICE),
+        ("transformers.modeling_utils", _HEAD_REPORT),
+    ):
+        log = logging.getLogger(name)
+        if noise not in log.filters:
+            log.addFilter(noise)

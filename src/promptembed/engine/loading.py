@@ -350,6 +350,7 @@ def _from_pretrained(source: _Source, cfg: EmbedderConfig, dtype: Any = None) ->
     # transformers' per-tensor "Loading weights" bars are noise around an embedding run.
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    filter_known_noise()  # the load report of the LM head the embedder never loads
     try:
         check_decoder_only(AutoConfig.from_pretrained(source.path, **kwargs), cfg.model)
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
