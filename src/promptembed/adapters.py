@@ -5,6 +5,8 @@
 * :class:`AdapterFields`: the pydantic part of the LangChain and LlamaIndex adapters:
   the ``config`` field, flat keyword fields gathered into it, the Hugging Face
   argument names users bring (:data:`HF_ARGUMENTS`), ``from_config``/``from_embedder``.
+* :class:`RerankFields`: the same, plus the ``[retrieval.rerank]`` table, for the
+  LangChain document compressor and the LlamaIndex node postprocessor.
 
 Hugging Face names, mapped or refused (never dropped):
 
@@ -26,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from promptembed.config import Config, EmbedderConfig, load_config
+from promptembed.config import Config, EmbedderConfig, RerankConfig, load_config
 from promptembed.config.hf_names import translate_hf_arguments
+from promptembed.retrieval.rerank import check_reranker, rerank
 from promptembed.store.function import SharedEmbedderMixin
 
 if TYPE_CHECKING:
@@ -87,3 +90,55 @@ class AdapterFields(SharedEmbedderMixin, BaseModel):
         self = cls(config=embedder.config, **kwargs)
         self._embedder = embedder
         return self
+
+
+class RerankFields(AdapterFields):
+    """The pydantic part shared by the reranking faces (LangChain, LlamaIndex).
+
+    The items arrive ranked by a first stage; :meth:`reorder` reranks them with
+    :func:`promptembed.retrieval.rerank.rerank`, exactly as ``[retrieval.rerank]`` does
+    inside :func:`promptembed.retrieve`. Their first-stage scores are used when every
+    item has one; otherwise their order stands for it.
+
+    Example:
+        >>> from promptembed.langchain import PromptReranker  # doctest: +SKIP
+        >>> PromptReranker(model="gemma-3-270m", top_n=3).rerank.top_k  # doctest: +SKIP
+        10
+
+    """
+
+    rerank: RerankConfig = Field(
+        default_factory=RerankConfig,
+        description="The `[retrieval.rerank]` table: top_k, weight, prompt, "
+        "max_passage_tokens, batch_size.",
+    )
+    top_n: int | None = Field(
+        None, ge=1, description="Keep the best `top_n` after reranking; unset: keep all."
+    )
+
+    @classmethod
+    def from_config(cls, config: str | Path | dict[str, Any] | Config, **kwargs: Any) -> Any:
+        """Build from a promptembed config: its embedder and ``[retrieval.rerank]`` table."""
+        cfg = load_config(config)
+        table = cfg.retrieval.rerank or RerankConfig()
+        return cls(config=cfg.embedder, **{"rerank": table, **kwargs})
+
+    def reorder(
+        self, query: str, texts: list[str], scores: list[float | None]
+    ) -> list[tuple[int, float]]:
+        """``(position, score)`` of the items, best first, cut to ``top_n``.
+
+        Raises:
+            ValueError: If the embedder cannot score query likelihood (client mode).
+
+        """
+        check_reranker(self.embedder)
+        if all(s is not None for s in scores):
+            first = [float(s) for s in scores]  # type: ignore[arg-type]
+        else:
+            first = [float(len(texts) - i) for i in range(len(texts))]
+        ranked = sorted(((str(i), s) for i, s in enumerate(first)), key=lambda x: -x[1])
+        out = rerank(
+            query, ranked, dict(zip(map(str, range(len(texts))), texts)), self.embedder, self.rerank
+        )
+        return [(int(i), score) for i, score in out][: self.top_n]

@@ -14,18 +14,22 @@ from promptembed._util.optional import available, require
 
 require("langchain_core", "langchain")
 
+from langchain_core.documents import BaseDocumentCompressor
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, PrivateAttr
 
 from promptembed._util.inputs import one_text, text_list
-from promptembed.adapters import AdapterFields
+from promptembed.adapters import AdapterFields, RerankFields
 from promptembed.config import load_config
 from promptembed.retrieval import HybridRetriever
 from promptembed.retrieval import open_retriever as open_core
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
+
+    from langchain_core.documents import Document
 
     from promptembed.config import Config
     from promptembed.engine.embedder import PromptEmbedder
@@ -38,6 +42,7 @@ if available("chromadb"):
 __all__ = [
     "CheckedChroma",
     "PromptEmbeddings",
+    "PromptReranker",
     "PromptRetriever",
     "open_retriever",
     "open_vectorstore",
@@ -221,3 +226,51 @@ def open_retriever(config: str | Path | dict[str, Any] | Config, k: int = 4) -> 
     retriever = PromptRetriever(config=load_config(config), k=k)
     retriever.core()
     return retriever
+
+
+# -- reranking -------------------------------------------------------------------------------
+
+
+class PromptReranker(RerankFields, BaseDocumentCompressor):
+    """A LangChain document compressor that reranks by the model's query likelihood.
+
+    The same reranking as ``[retrieval.rerank]`` (:mod:`promptembed.retrieval.rerank`),
+    for documents from any retriever: the top ``rerank.top_k`` are scored by how well
+    each predicts the query under the embedder's model and mixed with their first-stage
+    ``metadata["score"]`` (their order when not every document has one). Each returned
+    document is a copy with ``metadata["relevance_score"]``; ``top_n`` keeps the best n.
+    Use it in a ``ContextualCompressionRetriever``.
+
+    Example:
+        >>> from langchain_core.documents import Document  # doctest: +SKIP
+        >>> reranker = PromptReranker(model="gemma-3-270m", top_n=1)  # doctest: +SKIP
+        >>> docs = [Document("Bees dance."), Document("Tea lowers BP.")]  # doctest: +SKIP
+        >>> reranker.compress_documents(docs, "tea and BP?")[0].page_content  # doctest: +SKIP
+        'Tea lowers BP.'
+
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    _embedder: PromptEmbedder | None = PrivateAttr(default=None)
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Any = None
+    ) -> Sequence[Document]:
+        """The documents reranked for ``query``, best first, with ``relevance_score``."""
+        docs = list(documents)
+        if not docs:
+            return []
+        scores = [_number(d.metadata.get("score")) for d in docs]
+        order = self.reorder(one_text(query), text_list([d.page_content for d in docs]), scores)
+        return [
+            docs[i].model_copy(update={"metadata": {**docs[i].metadata, "relevance_score": s}})
+            for i, s in order
+        ]
+
+
+def _number(value: Any) -> float | None:
+    """A first-stage score if it is a real number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None

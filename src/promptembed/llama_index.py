@@ -22,11 +22,12 @@ from llama_index.core.bridge.pydantic import (
     PrivateAttr,
     field_serializer,
 )
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import BaseNode, MetadataMode
 
 from promptembed._util.inputs import one_text, text_list
-from promptembed.adapters import AdapterFields
+from promptembed.adapters import AdapterFields, RerankFields
 from promptembed.config import EmbedderConfig, load_config
 from promptembed.retrieval import HybridRetriever
 from promptembed.retrieval import open_retriever as open_core
@@ -46,6 +47,7 @@ if available("chromadb"):
 __all__ = [
     "CheckedChromaVectorStore",
     "PromptEmbedding",
+    "PromptReranker",
     "PromptRetriever",
     "open_index",
     "open_retriever",
@@ -343,3 +345,40 @@ def open_retriever(config: str | Path | dict[str, Any] | Config, k: int = 4) -> 
     retriever = PromptRetriever(load_config(config), k=k)
     retriever.core()
     return retriever
+
+
+# -- reranking -------------------------------------------------------------------------------
+
+
+class PromptReranker(RerankFields, BaseNodePostprocessor):
+    """A LlamaIndex node postprocessor that reranks by the model's query likelihood.
+
+    The same reranking as ``[retrieval.rerank]`` (:mod:`promptembed.retrieval.rerank`),
+    for nodes from any retriever: the top ``rerank.top_k`` are scored by how well each
+    predicts the query under the embedder's model and mixed with their retrieval
+    ``score`` (their order when a node has none). Each node's ``score`` becomes the
+    reranked score; ``top_n`` keeps the best n.
+
+    Example:
+        >>> reranker = PromptReranker(model="gemma-3-270m", top_n=3)  # doctest: +SKIP
+        >>> engine = index.as_query_engine(node_postprocessors=[reranker])  # doctest: +SKIP
+
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    _embedder: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        """LlamaIndex's name for the component (used when it is serialised)."""
+        return "PromptReranker"
+
+    def _postprocess_nodes(self, nodes: list[Any], query_bundle: Any = None) -> list[Any]:
+        if query_bundle is None:
+            raise ValueError("PromptReranker needs the query: pass query_bundle or query_str")
+        if not nodes:
+            return []
+        texts = text_list([n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes])
+        order = self.reorder(one_text(query_bundle.query_str), texts, [n.score for n in nodes])
+        return [nodes[i].model_copy(update={"score": score}) for i, score in order]

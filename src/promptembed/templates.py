@@ -9,6 +9,7 @@ exactly, including the reference code's sentence normalisation.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -269,3 +270,33 @@ AUXILIARY_TEMPLATES: dict[str, Template] = {
     ),
 }
 """The auxiliary prompt of contrastive prompting, by the main template's normaliser."""
+
+
+# -- query likelihood (reranking) -----------------------------------------------------------
+RERANK_PROMPTS: dict[str, str] = {
+    "en": "Passage: {passage}\nPlease write a question based on this passage.\nQuestion:",
+    "zh": "段落：{passage}\n请根据这段文字写一个问题。\n问题：",
+}
+"""Query-likelihood reranking prompts by language (:mod:`promptembed.engine.likelihood`).
+
+``{passage}`` marks where the passage goes; the query follows the prompt (after a
+space where it ends in a visible ASCII character). The English one is the UPR-style
+prompt of the probe that motivated the reranker.
+"""
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def rerank_prompt(prompt: str, query: str) -> str:
+    r"""The prompt text for a query: ``auto`` picks ``zh`` for a query with Han characters.
+
+    Example:
+        >>> rerank_prompt("auto", "什么是茶？") == RERANK_PROMPTS["zh"]
+        True
+        >>> rerank_prompt("Doc: {passage}\nQ:", "tea") == "Doc: {passage}\nQ:"
+        True
+
+    """
+    if prompt == "auto":
+        return RERANK_PROMPTS["zh" if _CJK.search(query) else "en"]
+    return RERANK_PROMPTS.get(prompt, prompt)

@@ -30,7 +30,9 @@ def transformers_records():
 
 
 def _report(*rows: str) -> str:
-    table = "\n".join(["Key            | Status     |  | ", "---------------+------------+--+-", *rows])
+    table = "\n".join(
+        ["Key            | Status     |  | ", "---------------+------------+--+-", *rows]
+    )
     return f"LlamaModel LOAD REPORT from: /some/where\n{table}\n\nNotes:\n- ..."
 
 
@@ -45,7 +47,10 @@ def test_loading_a_causal_lm_checkpoint_does_not_report_its_unused_head(
     ("rows", "shown"),
     [
         (["lm_head.weight | UNEXPECTED |  | "], False),
-        (["lm_head.weight | UNEXPECTED |  | ", "layers.0.mlp.up_proj.weight | MISSING |  | "], True),
+        (
+            ["lm_head.weight | UNEXPECTED |  | ", "layers.0.mlp.up_proj.weight | MISSING |  | "],
+            True,
+        ),
         (["embed_tokens.weight | MISMATCH |  | "], True),
     ],
 )

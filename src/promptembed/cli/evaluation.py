@@ -127,7 +127,10 @@ def eval_retrieval(
             embedding_cache=embedding_cache,
             show_progress=not (as_json or quiet()),
         )
-        needs_model = bool({"dense", "sparse"} & set(cfg.retrieval.active))  # bm25 alone: no
+        # bm25 alone needs no model; dense, sparse and reranking do
+        needs_model = bool({"dense", "sparse"} & set(cfg.retrieval.active)) or bool(
+            cfg.retrieval.rerank
+        )
         embedder = PromptEmbedder(config=cfg.embedder) if needs_model else None
         result = evaluate_retrieval(embedder, corpus, queries, qrels, cfg.retrieval)
     except (ValueError, ImportError, OSError) as error:

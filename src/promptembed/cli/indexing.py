@@ -324,8 +324,9 @@ def query_cmd(
             device_map=device_map,
             server=server,
         )
-        # Hybrid: the configured channels, fused in the core.
-        hits = retrieve(cfg, text, k) if cfg.retrieval.mode == "hybrid" else query(text, cfg, k=k)
+        # Hybrid or reranked: the configured channels, fused and reranked in the core.
+        staged = cfg.retrieval.mode == "hybrid" or cfg.retrieval.rerank is not None
+        hits = retrieve(cfg, text, k) if staged else query(text, cfg, k=k)
     except (EmbedderConflictError, StoreBusyError, ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     if as_json:

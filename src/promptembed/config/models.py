@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from promptembed.config.aliases import PAPER_TEMPLATE, default_templates
 from promptembed.config.mteb import MtebConfig
-from promptembed.templates import BUILTIN_TEMPLATES, Template
+from promptembed.templates import BUILTIN_TEMPLATES, RERANK_PROMPTS, Template
 
 Pooling = Literal["last", "mean"]
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
@@ -604,6 +604,57 @@ class RayConfig(BaseModel):
     )
 
 
+class RerankConfig(BaseModel):
+    """Query-likelihood reranking of the first stage's best candidates, by the same model.
+
+    Each of the top ``top_k`` candidates is scored by the mean log-probability the
+    embedder's model gives the query after a prompt showing the candidate
+    (:meth:`~promptembed.PromptEmbedder.query_likelihood`). Both that score and the
+    first-stage score are min-max normalised over the ``top_k`` and mixed:
+    ``weight * likelihood + (1 - weight) * first stage``. Candidates below ``top_k``
+    keep their order, after the reranked ones.
+
+    Example:
+        >>> RerankConfig(top_k=20, weight=0.7).prompt
+        'auto'
+
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["query-likelihood"] = Field(
+        "query-likelihood", description="`query-likelihood`: log P(query | prompt(passage))."
+    )
+    top_k: int = Field(10, ge=1, le=1000, description="First-stage candidates reranked.")
+    weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Share of the reranker's (min-max normalised) score; the rest is the "
+        "first stage's. 1: the reranker's order alone.",
+    )
+    prompt: str = Field(
+        "auto",
+        description="`auto` (`zh` for a query with Han characters, else `en`), `en`, `zh`, "
+        "or a prompt of your own with a `{passage}` field; the query follows it.",
+    )
+    max_passage_tokens: int = Field(
+        128, ge=1, description="Each candidate is cut to this many tokens first."
+    )
+    batch_size: int = Field(8, ge=1, description="(query, passage) pairs per forward pass.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str) -> str:
+        if value not in ("auto", *RERANK_PROMPTS) and "{passage}" not in value:
+            raise ValueError(
+                f"retrieval.rerank.prompt must be one of {['auto', *RERANK_PROMPTS]} or a "
+                f"prompt with a {{passage}} field, got {value!r}"
+            )
+        return value
+
+
 Channel = Literal["dense", "bm25", "sparse"]
 
 
@@ -659,6 +710,11 @@ class RetrievalConfig(BaseModel):
             )
         return value
 
+    rerank: RerankConfig | None = Field(
+        None,
+        description="Rerank the best candidates by query likelihood (a `[retrieval.rerank]` "
+        "table); unset: no reranking.",
+    )
     lexical_path: str | None = Field(
         None,
         description="Folder of the lexical index; default `<store.path>/promptembed-lexical` "

@@ -58,6 +58,10 @@ def render() -> str:
     for section, info in Config.model_fields.items():
         model = section_model(info)
         parts.append(_render_section(section, model, info, missing))
+        for name, field in model.model_fields.items():  # nested tables: [retrieval.rerank]
+            nested = [a for a in _alternatives(field.annotation) if _is_model(a)]
+            if nested:
+                parts.append(_render_section(f"{section}.{name}", nested[0], field, missing))
     if missing:
         raise MissingDescriptionError(
             "config fields without a description (add Field(..., description=...) in "
@@ -68,14 +72,14 @@ def render() -> str:
 
 def section_model(info: FieldInfo) -> type[BaseModel]:
     """The model class of one ``Config`` section (``StoreConfig | None`` → StoreConfig)."""
-    models = [
-        arg
-        for arg in _alternatives(info.annotation)
-        if isinstance(arg, type) and issubclass(arg, BaseModel)
-    ]
+    models = [arg for arg in _alternatives(info.annotation) if _is_model(arg)]
     if len(models) != 1:
         raise TypeError(f"a Config section must be one model, got {info.annotation!r}")
     return models[0]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _render_section(

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from promptembed.evaluation.data import read_beir
 from promptembed.evaluation.metrics import ndcg_recall
 from promptembed.retrieval import SparseIndex, dense_hits, fused_ranking, lexical_index
+from promptembed.retrieval.rerank import check_reranker, rerank
 
 if TYPE_CHECKING:
-    from promptembed.config import RetrievalConfig
+    from promptembed.config import RerankConfig, RetrievalConfig
     from promptembed.engine.embedder import PromptEmbedder
 
 
@@ -81,11 +83,16 @@ def evaluate_retrieval(
     doc_ids, qids = list(docs), list(qs)
     if retrieval is not None and retrieval.mode == "hybrid":
         runs = corpus_channels(embedder, docs, qs, retrieval)
-        ranked = fused_runs(runs, retrieval, qids)
+        scored = fused_scores(runs, retrieval, qids)
     else:
+        if embedder is None:
+            raise ValueError("dense retrieval needs an embedder")
         doc_vectors = embedder.embed([docs[d] for d in doc_ids])
         query_vectors = embedder.embed([qs[q] for q in qids], kind="query")
-        ranked = dict(zip(qids, rank_by_vectors(query_vectors, doc_vectors, doc_ids)))
+        scored = dict(zip(qids, dense_hits(query_vectors, doc_vectors, doc_ids, 100)))
+    if retrieval is not None and retrieval.rerank is not None:
+        scored = reranked(scored, qs, docs, embedder, retrieval.rerank)
+    ranked = {q: [d for d, _ in hits] for q, hits in scored.items()}
     ndcg, recall = ndcg_recall(ranked, {q: judged[q] for q in qids})
     return RetrievalResult(
         round(ndcg, 4),
@@ -94,6 +101,27 @@ def evaluate_retrieval(
         len(doc_ids),
         round(time.perf_counter() - start, 1),
     )
+
+
+def reranked(
+    scored: Mapping[str, Sequence[tuple[str, float]]],
+    queries: Mapping[str, str],
+    docs: Mapping[str, str],
+    embedder: PromptEmbedder | None,
+    config: RerankConfig,
+) -> dict[str, list[tuple[str, float]]]:
+    """Each query's ranking with its top ``config.top_k`` reranked (:func:`rerank`).
+
+    Raises:
+        ValueError: Without an embedder that scores query likelihood.
+
+    """
+    check_reranker(embedder)
+    show = bool(getattr(getattr(embedder, "config", None), "show_progress", False))
+    return {
+        q: rerank(queries[q], hits, docs, embedder, config)
+        for q, hits in tqdm(scored.items(), desc="rerank", unit="query", disable=not show)
+    }
 
 
 def corpus_channels(
@@ -134,14 +162,23 @@ def sparse_runs(
     return [index.search(query_rows[i], k) for i in range(query_rows.shape[0])]
 
 
+def fused_scores(
+    runs: Mapping[str, Sequence[Sequence[tuple[str, float]]]],
+    retrieval: RetrievalConfig,
+    qids: Sequence[str],
+    k: int = 100,
+) -> dict[str, list[tuple[str, float]]]:
+    """Per query id, the fused top-``k`` ``(id, score)`` (``retrieval.fused_ranking``)."""
+    return {
+        q: fused_ranking({c: runs[c][i] for c in runs}, retrieval, k) for i, q in enumerate(qids)
+    }
+
+
 def fused_runs(
     runs: Mapping[str, Sequence[Sequence[tuple[str, float]]]],
     retrieval: RetrievalConfig,
     qids: Sequence[str],
     k: int = 100,
 ) -> dict[str, list[str]]:
-    """Per query id, the fused top-``k`` doc ids (``promptembed.retrieval.fused_ranking``)."""
-    return {
-        q: [d for d, _ in fused_ranking({c: runs[c][i] for c in runs}, retrieval, k)]
-        for i, q in enumerate(qids)
-    }
+    """Per query id, the fused top-``k`` doc ids (:func:`fused_scores` without scores)."""
+    return {q: [d for d, _ in hits] for q, hits in fused_scores(runs, retrieval, qids, k).items()}

@@ -63,9 +63,19 @@ def _channel_scores(hits: Hits, method: str, rrf_k: int) -> dict[str, float]:
         return {doc: 1.0 / (rrf_k + rank) for rank, (doc, _) in enumerate(hits, start=1)}
     if method != "weighted":
         raise ValueError(f"fusion method must be one of ['rrf', 'weighted'], got {method!r}")
-    if not hits:
-        return {}
-    values = [s for _, s in hits]
+    return dict(zip([doc for doc, _ in hits], min_max([s for _, s in hits])))
+
+
+def min_max(values: Sequence[float]) -> list[float]:
+    """Scores scaled to [0, 1] over their own range (all 1.0 when they are all equal).
+
+    Example:
+        >>> min_max([2.0, 4.0, 3.0])
+        [0.0, 1.0, 0.5]
+
+    """
+    if not values:
+        return []
     low, span = min(values), max(values) - min(values)
-    # A channel whose candidates all score the same says nothing about their order.
-    return {doc: (s - low) / span if span > 0 else 1.0 for doc, s in hits}
+    # Candidates that all score the same say nothing about their order.
+    return [(v - low) / span if span > 0 else 1.0 for v in values]

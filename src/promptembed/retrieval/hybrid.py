@@ -24,6 +24,7 @@ from promptembed.config import Config, RetrievalConfig, load_config
 from promptembed.registry import shared_embedder
 from promptembed.retrieval.fusion import Hits, fuse
 from promptembed.retrieval.lexical import LexicalIndex, content_digest
+from promptembed.retrieval.rerank import check_reranker, rerank
 from promptembed.retrieval.sparse_index import top_hits
 from promptembed.store.guard import cosine_from_distance, space_of
 from promptembed.store.reading import Hit, make_hit, open_for_reading
@@ -163,6 +164,8 @@ class HybridRetriever:
             )
         # Reading never creates a collection, and checks it against the loaded weights.
         self.collection, self.embedder = open_for_reading(self.config, embedder)
+        if self.retrieval.rerank is not None:
+            check_reranker(self.embedder)
         self._space = space_of(self.collection)  # an adopted drop-in store may use l2 or ip
         self._lock = threading.Lock()
         self.lexical: LexicalIndex | None = None
@@ -191,10 +194,12 @@ class HybridRetriever:
         return out
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
-        """The ``k`` best chunks, fused as configured; ``score`` is the fused score."""
+        """The ``k`` best chunks, fused and reranked as configured, with their final score."""
         n = max(k, self.retrieval.candidates)
+        rerank_cfg = self.retrieval.rerank
+        depth = max(k, rerank_cfg.top_k) if rerank_cfg else k
         for attempt in (1, 2):
-            ranked = fused_ranking(self.channels(query, n), self.retrieval, k)
+            ranked = fused_ranking(self.channels(query, n), self.retrieval, depth)
             ids = [doc for doc, _ in ranked]
             got = self.collection.get(ids=ids, include=["documents", "metadatas"])
             if len(got["ids"]) == len(ids) or self.lexical is None or attempt == 2:
@@ -205,6 +210,9 @@ class HybridRetriever:
                 self.lexical = sync_lexical(self.collection, self.folder, self.retrieval)
         rows = {i: (d, m or {}) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
         ranked = [(doc, score) for doc, score in ranked if doc in rows]
+        if rerank_cfg is not None:
+            texts = {doc: rows[doc][0] or "" for doc, _ in ranked}
+            ranked = rerank(query, ranked, texts, self.embedder, rerank_cfg)[:k]
         return [
             make_hit(rank, doc_id, *rows[doc_id], float(score))
             for rank, (doc_id, score) in enumerate(ranked, start=1)

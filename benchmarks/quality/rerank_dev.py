@@ -1,0 +1,144 @@
+"""Query-likelihood reranking on the dev collections: every first stage, with and without it.
+
+For one collection and the first ``--queries`` judged queries, the script builds the
+first stages with the library's own harness (``evaluation.retrieval.corpus_channels``
+and ``fused_scores``, the corpus embedded once per config; vectors land in an embedding
+cache so a rerun is cheap), scores each query's candidates by query likelihood ONCE
+(``PromptEmbedder.query_likelihood``, the union of every first stage's top
+``--top-k``), and then sweeps, with the library's ``retrieval.rerank.rerank``:
+
+* first stage: ``bm25`` alone, ``dense`` alone, the config's fusion, and dense weights
+  0.1-0.5 of min-max fusion;
+* reranker: ``top_k`` in 10, 20 (up to ``--top-k``) and ``weight`` in 0.3-1.0.
+
+    python -m benchmarks.quality.rerank_dev --set scifact --queries 100 \\
+        --config examples/configs/best-retrieval.toml \\
+        --out benchmarks/quality/results/rerank-scifact.json
+
+It prints one JSON object: nDCG@10 of every row, the cost of the likelihood pass
+(seconds per (query, passage) pair) and of the corpus pass (seconds per document).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import DATA
+from promptembed import PromptEmbedder
+from promptembed.config import RerankConfig, load_config
+from promptembed.evaluation import read_beir
+from promptembed.evaluation.metrics import ndcg_recall
+from promptembed.evaluation.retrieval import corpus_channels, fused_scores
+from promptembed.retrieval.rerank import rerank
+
+SETS = {
+    "scifact": ("scifact", "queries.jsonl", "qrels/train.tsv"),
+    "nfcorpus": ("nfcorpus", "queries-dev.jsonl", "qrels/dev.tsv"),
+    "cmrc": ("cmrc2018-passages", "queries-dev.jsonl", "qrels/dev.tsv"),
+}
+
+
+class Memo:
+    """An embedder stand-in whose query likelihoods come from a table filled once."""
+
+    def __init__(self, table: dict[tuple[str, str], float]) -> None:
+        self.table = table
+
+    def query_likelihood(self, query: str, passages: Sequence[str], **_: object) -> np.ndarray:
+        return np.array([self.table[(query, p)] for p in passages])
+
+
+def _ndcg(scored: dict[str, list[tuple[str, float]]], qrels: dict) -> float:
+    ranked = {q: [d for d, _ in hits] for q, hits in scored.items()}
+    return round(ndcg_recall(ranked, {q: qrels[q] for q in scored})[0], 4)
+
+
+def first_stages(args, docs, qs) -> tuple[dict[str, dict], PromptEmbedder, float]:
+    """Every first stage's scored top-100 per query, and the corpus pass's s/doc."""
+    cfg = load_config(args.config)
+    fields = {**cfg.embedder.model_dump(exclude_unset=True), "embedding_cache": args.cache}
+    embedder = PromptEmbedder(**fields)
+    qids = list(qs)
+    start = time.perf_counter()
+    runs = corpus_channels(embedder, docs, qs, cfg.retrieval)
+    per_doc = (time.perf_counter() - start) / len(docs)
+    stages = {name: dict(zip(qids, runs[name])) for name in runs}
+    stages["config-fusion"] = fused_scores(runs, cfg.retrieval, qids)
+    for w in (0.1, 0.2, 0.3, 0.4, 0.5):
+        r = cfg.retrieval.model_copy(update={"weights": {"dense": w, "bm25": 1 - w}})
+        stages[f"fusion-dense{w}"] = fused_scores(runs, r, qids)
+    return stages, embedder, per_doc
+
+
+def likelihoods(embedder, qs, docs, stages, depth: int, prompt: str, tokens: int):
+    """Query likelihood of every (query, candidate) pair any stage puts in its top ``depth``."""
+    table: dict[tuple[str, str], float] = {}
+    pairs = 0
+    start = time.perf_counter()
+    for q, text in qs.items():
+        cands = sorted({d for stage in stages.values() for d, _ in stage[q][:depth]})
+        passages = [docs[d] for d in cands]
+        scores = embedder.query_likelihood(
+            text, passages, prompt=prompt, max_passage_tokens=tokens, batch_size=8
+        )
+        table.update({(text, p): float(s) for p, s in zip(passages, scores)})
+        pairs += len(cands)
+    return table, (time.perf_counter() - start) / max(pairs, 1), pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--set", choices=sorted(SETS), required=True)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--config", default="examples/configs/best-retrieval.toml")
+    parser.add_argument("--prompt", default="auto")
+    parser.add_argument("--max-passage-tokens", type=int, default=128)
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--cache", default=os.path.expanduser("~/.cache/promptembed/bench-vectors"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    folder, queries, qrels_file = SETS[args.set]
+    root = DATA / folder
+    docs, qs, qrels = read_beir(root / "corpus.jsonl", root / queries, root / qrels_file)
+    qs = dict(list(qs.items())[: args.queries])
+    stages, embedder, per_doc = first_stages(args, docs, qs)
+    table, per_pair, pairs = likelihoods(
+        embedder, qs, docs, stages, args.top_k, args.prompt, args.max_passage_tokens
+    )
+    memo = Memo(table)
+    rows = {}
+    for name, stage in stages.items():
+        rows[name] = _ndcg(stage, qrels)
+        for top_k in sorted({10, args.top_k}):
+            for weight in (0.3, 0.5, 0.7, 0.9, 1.0):
+                cfg = RerankConfig(top_k=top_k, weight=weight)
+                reranked = {q: rerank(qs[q], stage[q], docs, memo, cfg) for q in qs}
+                rows[f"{name}+qlm@{top_k}w{weight}"] = _ndcg(reranked, qrels)
+    result = {
+        "set": args.set,
+        "queries": len(qs),
+        "documents": len(docs),
+        "config": args.config,
+        "prompt": args.prompt,
+        "max_passage_tokens": args.max_passage_tokens,
+        "corpus_seconds_per_doc": round(per_doc, 4),
+        "likelihood_seconds_per_pair": round(per_pair, 4),
+        "pairs": pairs,
+        "load": os.getloadavg(),
+        "ndcg@10": rows,
+    }
+    text = json.dumps(result, ensure_ascii=False)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
