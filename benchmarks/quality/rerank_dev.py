@@ -77,20 +77,32 @@ def first_stages(args, docs, qs) -> tuple[dict[str, dict], PromptEmbedder, float
     return stages, embedder, per_doc
 
 
-def likelihoods(embedder, qs, docs, stages, depth: int, prompt: str, tokens: int):
-    """Query likelihood of every (query, candidate) pair any stage puts in its top ``depth``."""
+def likelihoods(embedder, qs, docs, stages, depth: int, prompt: str, tokens: int, saved: Path):
+    """Query likelihood of every (query, candidate) pair any stage puts in its top ``depth``.
+
+    Pairs already in ``saved`` (an earlier run's, same set, prompt and cut) are reused;
+    the file is rewritten with the new ones.
+    """
+    known = json.loads(saved.read_text("utf-8")) if saved.is_file() else {}
     table: dict[tuple[str, str], float] = {}
     pairs = 0
     start = time.perf_counter()
     for q, text in qs.items():
         cands = sorted({d for stage in stages.values() for d, _ in stage[q][:depth]})
-        passages = [docs[d] for d in cands]
-        scores = embedder.query_likelihood(
-            text, passages, prompt=prompt, max_passage_tokens=tokens, batch_size=8
-        )
-        table.update({(text, p): float(s) for p, s in zip(passages, scores)})
-        pairs += len(cands)
-    return table, (time.perf_counter() - start) / max(pairs, 1), pairs
+        new = [d for d in cands if f"{q}\t{d}" not in known]
+        if new:
+            scores = embedder.query_likelihood(
+                text, [docs[d] for d in new], prompt=prompt, max_passage_tokens=tokens, batch_size=8
+            )
+            known.update({f"{q}\t{d}": float(s) for d, s in zip(new, scores)})
+            pairs += len(new)
+        table.update({(text, docs[d]): known[f"{q}\t{d}"] for d in cands})
+    seconds = time.perf_counter() - start
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    tmp = saved.with_suffix(".tmp")
+    tmp.write_text(json.dumps(known), encoding="utf-8")
+    tmp.replace(saved)
+    return table, (seconds / pairs if pairs else None), pairs
 
 
 def main() -> None:
@@ -102,6 +114,12 @@ def main() -> None:
     parser.add_argument("--max-passage-tokens", type=int, default=128)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/promptembed/bench-vectors"))
+    parser.add_argument(
+        "--cache-likelihoods",
+        type=Path,
+        default=Path.home() / ".cache/promptembed/bench-qlm",
+        help="Folder of scored (query, doc) pairs, reused by later runs.",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     folder, queries, qrels_file = SETS[args.set]
@@ -109,8 +127,9 @@ def main() -> None:
     docs, qs, qrels = read_beir(root / "corpus.jsonl", root / queries, root / qrels_file)
     qs = dict(list(qs.items())[: args.queries])
     stages, embedder, per_doc = first_stages(args, docs, qs)
+    saved = args.cache_likelihoods / f"{args.set}-{args.prompt}-{args.max_passage_tokens}.json"
     table, per_pair, pairs = likelihoods(
-        embedder, qs, docs, stages, args.top_k, args.prompt, args.max_passage_tokens
+        embedder, qs, docs, stages, args.top_k, args.prompt, args.max_passage_tokens, saved
     )
     memo = Memo(table)
     rows = {}
@@ -129,7 +148,7 @@ def main() -> None:
         "prompt": args.prompt,
         "max_passage_tokens": args.max_passage_tokens,
         "corpus_seconds_per_doc": round(per_doc, 4),
-        "likelihood_seconds_per_pair": round(per_pair, 4),
+        "likelihood_seconds_per_pair": round(per_pair, 4) if per_pair else None,
         "pairs": pairs,
         "load": os.getloadavg(),
         "ndcg@10": rows,

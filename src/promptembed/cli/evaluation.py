@@ -111,7 +111,7 @@ def eval_retrieval(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """nDCG@10 and Recall@100 on a BEIR-format dataset, fused as [retrieval] says."""
+    r"""nDCG@10 and Recall@100 on a BEIR-format dataset, fused and reranked as \[retrieval] says."""
     try:
         cfg = build_config(
             config,
@@ -177,7 +177,7 @@ def eval_mteb(
     batch_size: BatchOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per score.")] = False,
 ) -> None:
-    """Run mteb's own evaluator on mteb tasks or local files; templates from [mteb.templates]."""
+    r"""Run mteb's own evaluator on mteb tasks or local files; templates from \[mteb.templates]."""
     try:
         # promptembed.mteb binds mteb (a heavy optional package) at import: loaded only here.
         from promptembed import mteb as on_mteb

@@ -54,6 +54,7 @@ from promptembed.store.collections import (
     GET_PAGE,
     open_existing_collection,
     store_lock,
+    stored_records,
 )
 from promptembed.store.function import open_checked_collection
 
@@ -69,22 +70,6 @@ Progress = Callable[[int, int], None]  # progress(done, total)
 # -- the store: lock, checked open without the model, reads, the two write paths ----------
 
 
-def _stored(
-    collection: Any, where: dict[str, Any] | None = None, documents: bool = False
-) -> Iterator[dict[str, Any]]:
-    """``{"id", "metadatas"[, "document"]}`` of every stored record matching ``where``, paged."""
-    include = ["metadatas", "documents"] if documents else ["metadatas"]
-    offset = 0
-    while True:
-        got = collection.get(where=where, include=include, limit=GET_PAGE, offset=offset)
-        texts = got["documents"] if documents else [None] * len(got["ids"])
-        for id_, meta, text in zip(got["ids"], got["metadatas"], texts):
-            yield {"id": id_, "metadatas": meta or {}, "document": text}
-        if len(got["ids"]) < GET_PAGE:
-            return
-        offset += GET_PAGE
-
-
 def existing_ids(
     collection: Any, sources: Sequence[str], plan: Plan | None = None
 ) -> dict[str, set[str]]:
@@ -98,7 +83,8 @@ def existing_ids(
     if not sources:
         return out
     wanted = {c.id: c.text for s in sources for c in (plan.sources.get(s, []) if plan else [])}
-    for row in _stored(collection, {"source": {"$in": list(sources)}}, documents=plan is not None):
+    where = {"source": {"$in": list(sources)}}
+    for row in stored_records(collection, where, documents=plan is not None):
         if row["id"] in wanted and row["document"] != wanted[row["id"]]:
             log.info("chunk %s was changed in the store: restoring it", row["id"])
             continue
@@ -141,7 +127,7 @@ def migrate_legacy(collection: Any, plan: Plan) -> int:
     # Metadata first: vectors are read only for records that really carry an old key.
     old_ids = [
         row["id"]
-        for row in _stored(collection, {"source": {"$in": list(by_legacy)}})
+        for row in stored_records(collection, {"source": {"$in": list(by_legacy)}})
         if "namespace" not in row["metadatas"]  # today's keys can equal legacy ones
     ]
     moved: list[tuple[Chunk, Any, str]] = []
@@ -193,7 +179,7 @@ def prune_missing(
     legacy = tuple(f"{d.resolve().name}/" for d in dirs)
     kept = set(keep)
     gone = []
-    for row in _stored(collection):
+    for row in stored_records(collection):
         meta = row["metadatas"]
         source = str(meta.get("source", ""))
         if source in kept:

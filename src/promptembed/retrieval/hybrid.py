@@ -26,6 +26,7 @@ from promptembed.retrieval.fusion import Hits, fuse
 from promptembed.retrieval.lexical import LexicalIndex, content_digest
 from promptembed.retrieval.rerank import check_reranker, rerank
 from promptembed.retrieval.sparse_index import top_hits
+from promptembed.store.collections import stored_records
 from promptembed.store.guard import cosine_from_distance, space_of
 from promptembed.store.reading import Hit, make_hit, open_for_reading
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from promptembed.store.reading import Hit
 
 log = logging.getLogger(__name__)
-_PAGE = 5000
 
 
 def dense_hits(
@@ -81,21 +81,6 @@ def lexical_folder(config: Config) -> Path:
     return Path(store.path) / "promptembed-lexical" / store.collection
 
 
-def _stored(collection: Any, include: list[str]) -> tuple[list[str], list[str]]:
-    """All ``(ids, documents)`` of a collection, read page by page."""
-    ids: list[str] = []
-    docs: list[str] = []
-    offset = 0
-    while True:
-        page = collection.get(include=include, limit=_PAGE, offset=offset)
-        ids += page["ids"]
-        if "documents" in include:
-            docs += [d or "" for d in page["documents"]]
-        if len(page["ids"]) < _PAGE:
-            return ids, docs
-        offset += _PAGE
-
-
 def sync_lexical(collection: Any, folder: str | Path, retrieval: RetrievalConfig) -> LexicalIndex:
     """The collection's BM25 index, rebuilt from Chroma unless it holds the same content.
 
@@ -106,7 +91,9 @@ def sync_lexical(collection: Any, folder: str | Path, retrieval: RetrievalConfig
     documents and saved atomically.
     """
     folder = Path(folder)
-    ids, docs = _stored(collection, include=["documents"])
+    records = list(stored_records(collection, documents=True))
+    ids = [r["id"] for r in records]
+    docs = [r["document"] or "" for r in records]
     try:
         index: LexicalIndex | None = LexicalIndex.load(folder)
     except (OSError, ValueError, KeyError):

@@ -16,6 +16,26 @@ from promptembed.store.guard import EF_NAME, META_DIMENSION, check_compatible
 GET_PAGE = 5000
 
 
+def stored_records(
+    collection: Any, where: dict[str, Any] | None = None, documents: bool = False
+) -> Iterator[dict[str, Any]]:
+    """``{"id", "metadatas", "document"}`` of every stored record matching ``where``, paged.
+
+    ``document`` is None unless ``documents`` is asked for. Chroma caps one ``get``, so
+    every reader of a whole collection goes through here, ``GET_PAGE`` records a call.
+    """
+    include = ["metadatas", "documents"] if documents else ["metadatas"]
+    offset = 0
+    while True:
+        got = collection.get(where=where, include=include, limit=GET_PAGE, offset=offset)
+        texts = got["documents"] if documents else [None] * len(got["ids"])
+        for id_, meta, text in zip(got["ids"], got["metadatas"], texts):
+            yield {"id": id_, "metadatas": meta or {}, "document": text}
+        if len(got["ids"]) < GET_PAGE:
+            return
+        offset += GET_PAGE
+
+
 LOCK_NAME = ".promptembed-write.lock"
 CHROMA_DB = "chroma.sqlite3"  # what an embedded Chroma store holds once created
 
