@@ -9,7 +9,8 @@ cache so a rerun is cheap), scores each query's candidates by query likelihood O
 
 * first stage: ``bm25`` alone, ``dense`` alone, the config's fusion, and dense weights
   0.1-0.5 of min-max fusion;
-* reranker: ``top_k`` in 10, 20 (up to ``--top-k``) and ``weight`` in 0.3-1.0.
+* reranker (on every stage but dense alone): ``top_k`` in 10, 20 (up to ``--top-k``)
+  and ``weight`` in 0.3-1.0.
 
     python -m benchmarks.quality.rerank_dev --set scifact --queries 100 \\
         --config examples/configs/best-retrieval.toml \\
@@ -78,17 +79,20 @@ def first_stages(args, docs, qs) -> tuple[dict[str, dict], PromptEmbedder, float
 
 
 def likelihoods(embedder, qs, docs, stages, depth: int, prompt: str, tokens: int, saved: Path):
-    """Query likelihood of every (query, candidate) pair any stage puts in its top ``depth``.
+    """Query likelihood of every (query, candidate) pair a reranked stage puts in its top ``depth``.
 
     Pairs already in ``saved`` (an earlier run's, same set, prompt and cut) are reused;
     the file is rewritten with the new ones.
     """
+    reranked = [name for name in stages if name != "dense"]
     known = json.loads(saved.read_text("utf-8")) if saved.is_file() else {}
     table: dict[tuple[str, str], float] = {}
     pairs = 0
     start = time.perf_counter()
     for q, text in qs.items():
-        cands = sorted({d for stage in stages.values() for d, _ in stage[q][:depth]})
+        cands = sorted(
+            {d for name, st in stages.items() if name in reranked for d, _ in st[q][:depth]}
+        )
         new = [d for d in cands if f"{q}\t{d}" not in known]
         if new:
             scores = embedder.query_likelihood(
@@ -135,6 +139,8 @@ def main() -> None:
     rows = {}
     for name, stage in stages.items():
         rows[name] = _ndcg(stage, qrels)
+        if name == "dense":  # dense alone is far below BM25 here: not reranked
+            continue
         for top_k in sorted({10, args.top_k}):
             for weight in (0.3, 0.5, 0.7, 0.9, 1.0):
                 cfg = RerankConfig(top_k=top_k, weight=weight)

@@ -109,6 +109,10 @@ def eval_retrieval(
         str | None,
         typer.Option(help="Embedding cache directory: reuse vectors of an earlier run."),
     ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Only the first N judged queries (the whole corpus is searched)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     r"""nDCG@10 and Recall@100 on a BEIR-format dataset, fused and reranked as \[retrieval] says."""
@@ -132,7 +136,7 @@ def eval_retrieval(
             cfg.retrieval.rerank
         )
         embedder = PromptEmbedder(config=cfg.embedder) if needs_model else None
-        result = evaluate_retrieval(embedder, corpus, queries, qrels, cfg.retrieval)
+        result = evaluate_retrieval(embedder, corpus, queries, qrels, cfg.retrieval, limit)
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     e = cfg.embedder

@@ -71,15 +71,23 @@ def evaluate_retrieval(
     queries: str | Path,
     qrels: str | Path,
     retrieval: RetrievalConfig | None = None,
+    limit: int | None = None,
 ) -> RetrievalResult:
     """nDCG@10 and Recall@100 on a BEIR-format dataset.
 
     Documents use the embedder's document template, queries its query template. With
     a hybrid ``retrieval`` config the corpus is also indexed by the lexical channels
-    and each query's channels are fused exactly as :func:`promptembed.retrieve` does.
+    and each query's channels are fused exactly as :func:`promptembed.retrieve` does;
+    with ``[retrieval.rerank]`` each ranking is then reranked as it does. ``limit``
+    keeps the first ``limit`` judged queries (file order): a quick estimate when
+    reranking every query would take long; the whole corpus is still searched.
     """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for every query), got {limit}")
     start = time.perf_counter()
     docs, qs, judged = read_beir(corpus, queries, qrels)
+    if limit is not None:
+        qs = dict(list(qs.items())[:limit])
     doc_ids, qids = list(docs), list(qs)
     if retrieval is not None and retrieval.mode == "hybrid":
         runs = corpus_channels(embedder, docs, qs, retrieval)
