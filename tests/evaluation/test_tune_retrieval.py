@@ -110,3 +110,47 @@ def test_cli_refuses_sts_options_with_corpus_and_writes_nothing(config_file, bei
     out = CliRunner().invoke(app, args)
     assert out.exit_code != 0 and "--qrels" in out.output
     assert config_file.read_text() == before
+
+
+def _second_collection(root):
+    """Another BEIR folder: the same topics, other words, half the queries judged."""
+    root.mkdir()
+    corpus, queries, qrels = root / "corpus.jsonl", root / "queries.jsonl", root / "q.tsv"
+    with corpus.open("w") as fh:
+        for i, (title, words) in enumerate(TOPICS):
+            fh.write(json.dumps({"_id": f"e{i}", "title": "", "text": f"{title}: {words}"}) + "\n")
+    with queries.open("w") as fh:
+        for i, (title, words) in enumerate(TOPICS[:4]):
+            fh.write(json.dumps({"_id": f"p{i}", "text": f"{title} {words.split()[0]}"}) + "\n")
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"p{i}\te{i}\t1\n" for i in range(4)))
+    return corpus, queries, qrels
+
+
+def test_several_collections_pick_the_largest_smallest_gain(
+    config_file, beir, tmp_path, embedder_factory
+):
+    embedder = embedder_factory("llama", template="eol")
+    other = _second_collection(tmp_path / "other")
+    both = tune_retrieval(config_file, *zip(beir, other), embedder=embedder)
+    alone = [tune_retrieval(config_file, *one, embedder=embedder) for one in (beir, other)]
+    for candidate in both.candidates:
+        assert [s.name for s in candidate.sets] == [tmp_path.name, "other"]
+        for s, single in zip(candidate.sets, alone):
+            row = next(c for c in single.candidates if c.label == candidate.label)
+            bm25 = next(c for c in single.candidates if c.label == "bm25")
+            assert (s.ndcg_at_10, s.recall_at_100) == (row.ndcg_at_10, row.recall_at_100)
+            assert s.gain == round(row.ndcg_at_10 - bm25.ndcg_at_10, 4)
+        assert candidate.min_gain == min(s.gain for s in candidate.sets)
+    gains = [c.min_gain for c in both.candidates]
+    assert gains == sorted(gains, reverse=True)
+
+
+def test_cli_refuses_unpaired_collections_and_writes_nothing(config_file, beir, tmp_path):
+    before = config_file.read_text()
+    corpus, queries, qrels = beir
+    other = _second_collection(tmp_path / "other")
+    args = ["tune", "--config", str(config_file), "--corpus", str(corpus)]
+    args += ["--corpus", str(other[0]), "--queries", str(queries), "--qrels", str(qrels)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 2 and "2 corpus, 1 queries, 1 qrels" in out.output, out.output
+    assert config_file.read_text() == before

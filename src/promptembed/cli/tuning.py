@@ -95,11 +95,18 @@ _MaxEnsembleOpt = Annotated[int, typer.Option(help="Largest ensemble tried.")]
 _WriteOpt = Annotated[bool, typer.Option(help="Write the winner into the config.")]
 _JsonOpt = Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")]
 _CorpusOpt = Annotated[
-    Path | None,
-    typer.Option(help="BEIR corpus.jsonl: tune the retrieval table instead of STS."),
+    list[Path] | None,
+    typer.Option(
+        help="BEIR corpus.jsonl: tune the retrieval table instead of STS; repeat it to "
+        "select on several collections at once."
+    ),
 ]
-_QueriesOpt = Annotated[Path | None, typer.Option(help="BEIR queries.jsonl (with --corpus).")]
-_QrelsOpt = Annotated[Path | None, typer.Option(help="Qrels TSV (with --corpus).")]
+_QueriesOpt = Annotated[
+    list[Path] | None, typer.Option(help="BEIR queries.jsonl, one per --corpus, same order.")
+]
+_QrelsOpt = Annotated[
+    list[Path] | None, typer.Option(help="Qrels TSV, one per --corpus, same order.")
+]
 
 # STS-only options that have a default: refused with --corpus when set to anything else.
 _STS_DEFAULTS = {
@@ -137,7 +144,9 @@ def tune_cmd(
 
     With ``--corpus/--queries/--qrels`` it tunes the ``retrieval`` table instead: dense alone,
     BM25 alone, dense + BM25 weighted (dense 0.1 … 0.9) and RRF, by nDCG@10 on your
-    qrels; the winner's mode, channels, fusion and weights go into the config.
+    qrels; the winner's mode, channels, fusion and weights go into the config. Given
+    several collections (each option repeated, in the same order), the winner is the
+    setting whose smallest gain over BM25 alone is largest, and each one's gain is shown.
     """
     sts = {
         "data": data,
@@ -200,9 +209,9 @@ def _show(result: TuneResult, summary: dict[str, Any], data: Path | None, as_jso
 
 def _tune_retrieval(
     config: Path,
-    corpus: Path | None,
-    queries: Path | None,
-    qrels: Path | None,
+    corpus: list[Path] | None,
+    queries: list[Path] | None,
+    qrels: list[Path] | None,
     given: list[str],
     write: bool,
     as_json: bool,
@@ -211,7 +220,7 @@ def _tune_retrieval(
     try:
         if given:
             raise ValueError(f"{', '.join(given)} tune STS templates; not with --corpus")
-        if corpus is None or queries is None or qrels is None:
+        if not corpus or not queries or not qrels:
             raise ValueError("retrieval tuning needs all of --corpus, --queries and --qrels")
         result = tune_retrieval_config(
             config, corpus, queries, qrels, write=write, show_progress=not (as_json or quiet())
@@ -222,11 +231,22 @@ def _tune_retrieval(
     if as_json:
         typer.echo(json.dumps({"winner": rows[0], "ranking": rows}))
     else:
-        table = Table(title=f"tune retrieval on {qrels.name} — best first")
-        for col in ("setting", "nDCG@10", "Recall@100"):
-            table.add_column(col)
-        for row in rows:
-            table.add_row(row["label"], f"{row['ndcg@10']:.4f}", f"{row['recall@100']:.4f}")
-        console.print(table)
+        console.print(_retrieval_table(rows))
     if write:
         err.print(f"wrote \\[retrieval] {rows[0]['label']} to {config}")
+
+
+def _retrieval_table(rows: list[dict[str, Any]]) -> Table:
+    """One row per setting: nDCG@10 (gain over BM25) per collection, then the means."""
+    names = [s["name"] for s in rows[0]["sets"]]
+    table = Table(title="tune retrieval on " + ", ".join(names) + " — best first")
+    table.add_column("setting")
+    for name in names:
+        table.add_column(f"{name} nDCG@10 (vs BM25)")
+    for col in ("min gain", "nDCG@10", "Recall@100"):
+        table.add_column(col)
+    for row in rows:
+        cells = [f"{s['ndcg@10']:.4f} ({s['gain_over_bm25']:+.4f})" for s in row["sets"]]
+        means = (f"{row['min_gain_over_bm25']:+.4f}", f"{row['ndcg@10']:.4f}")
+        table.add_row(row["label"], *cells, *means, f"{row['recall@100']:.4f}")
+    return table

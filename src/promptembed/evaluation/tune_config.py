@@ -386,14 +386,14 @@ def _score_dev(chosen: EmbedderConfig, calibration: str | None, dev: Path) -> fl
 
 def tune_retrieval_config(
     config: Path,
-    corpus: Path,
-    queries: Path,
-    qrels: Path,
+    corpus: Path | Sequence[Path],
+    queries: Path | Sequence[Path],
+    qrels: Path | Sequence[Path],
     *,
     write: bool = True,
     show_progress: bool = True,
 ) -> RetrievalTuneResult:
-    """Pick ``[retrieval]`` by nDCG@10 on qrels (:func:`tune_retrieval`); write the winner.
+    """Pick ``[retrieval]`` on one or more collections (:func:`tune_retrieval`); write it.
 
     Returns:
         Every setting with its scores, best first.

@@ -253,12 +253,28 @@ DENSE_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
 @dataclass(frozen=True)
+class SetScore:
+    """One setting's scores on one collection, and its nDCG@10 gain over BM25 alone there."""
+
+    name: str
+    ndcg_at_10: float
+    recall_at_100: float
+    gain: float = 0.0
+
+
+@dataclass(frozen=True)
 class RetrievalCandidate:
-    """One scored ``[retrieval]`` setting."""
+    """One scored ``[retrieval]`` setting (scores are means over the collections)."""
 
     retrieval: RetrievalConfig
     ndcg_at_10: float
     recall_at_100: float
+    sets: tuple[SetScore, ...] = ()
+
+    @property
+    def min_gain(self) -> float:
+        """The smallest nDCG@10 gain over BM25 alone across the collections."""
+        return min((s.gain for s in self.sets), default=0.0)
 
     @property
     def label(self) -> str:
@@ -280,6 +296,16 @@ class RetrievalCandidate:
             **r.model_dump(include={"mode", "channels", "fusion", "weights", "rrf_k"}),
             "ndcg@10": self.ndcg_at_10,
             "recall@100": self.recall_at_100,
+            "min_gain_over_bm25": self.min_gain,
+            "sets": [
+                {
+                    "name": s.name,
+                    "ndcg@10": s.ndcg_at_10,
+                    "recall@100": s.recall_at_100,
+                    "gain_over_bm25": s.gain,
+                }
+                for s in self.sets
+            ],
         }
 
 
@@ -330,52 +356,98 @@ def score_retrieval(
     return RetrievalCandidate(retrieval, round(ndcg, 4), round(recall, 4))
 
 
+PathOrPaths = str | Path | Sequence[str | Path]
+
+
 def tune_retrieval(
     config: Config | str | Path | dict[str, Any],
-    corpus: str | Path,
-    queries: str | Path,
-    qrels: str | Path,
+    corpus: PathOrPaths,
+    queries: PathOrPaths,
+    qrels: PathOrPaths,
     *,
     embedder: PromptEmbedder | None = None,
 ) -> RetrievalTuneResult:
-    """Pick the retrieval mode, fusion and weights by nDCG@10 on labelled queries.
+    """Pick the retrieval mode, fusion and weights on labelled queries of one or more collections.
 
-    The corpus and the queries are embedded once with the config's embedder and each
+    Each corpus and its queries are embedded once with the config's embedder and each
     channel's hits are computed once; every setting of :func:`retrieval_grid` is then
-    fused from them. Ties go to the simpler setting (the grid's order).
+    fused from them. The winner is the setting whose smallest nDCG@10 gain over BM25
+    alone, across the collections, is largest (on one collection: the best nDCG@10), so
+    that it carries to collections it was not tuned on. Ties go to the simpler setting.
 
     Args:
         config: The config whose ``[embedder]`` and ``[retrieval]`` (candidates,
             stemmer, BM25 parameters) are used.
-        corpus: BEIR ``corpus.jsonl``.
-        queries: BEIR ``queries.jsonl``.
-        qrels: Qrels TSV (``query-id``, ``corpus-id``, ``score``).
+        corpus: BEIR ``corpus.jsonl``, or one per collection.
+        queries: BEIR ``queries.jsonl``, or one per collection (same order).
+        qrels: Qrels TSV (``query-id``, ``corpus-id``, ``score``), or one per collection.
         embedder: An already loaded embedder for ``config.embedder``.
 
     Returns:
-        Every setting with its nDCG@10 and Recall@100, best first.
+        Every setting with its mean nDCG@10 and Recall@100 and its scores per
+        collection, best first.
+
+    Raises:
+        ValueError: If the lists differ in length or a collection has no judged query.
 
     Example:
         >>> from promptembed.evaluation.tuning import tune_retrieval
         >>> result = tune_retrieval(  # doctest: +SKIP
-        ...     "pe.toml", "corpus.jsonl", "queries.jsonl", "qrels.tsv"
+        ...     "pe.toml", ["a/corpus.jsonl", "b/corpus.jsonl"], ["a/q.jsonl", "b/q.jsonl"],
+        ...     ["a/qrels.tsv", "b/qrels.tsv"]
         ... )
-        >>> result.best.label  # doctest: +SKIP
-        'weighted 0.3/0.7'
+        >>> result.best.label, result.best.min_gain  # doctest: +SKIP
+        ('weighted 0.2/0.8', 0.004)
 
     """
     cfg = load_config(config)
+    sets = _collections(corpus, queries, qrels)
     if embedder is None:
         embedder = PromptEmbedder(config=cfg.embedder)
-    docs, qs, judged = read_beir(corpus, queries, qrels)
-    if not qs:
-        raise ValueError(f"no query of {queries} is judged in {qrels}")
     grid = retrieval_grid(cfg.retrieval)
     # Deep enough for dense mode's top 100 and for the configured candidates.
-    depth = max(100, cfg.retrieval.candidates)
-    probe = grid[1].model_copy(update={"candidates": depth})
-    runs = corpus_channels(embedder, docs, qs, probe)
-    qids = list(qs)
-    scored = [score_retrieval(runs, r, qids, judged) for r in grid]
-    order = sorted(range(len(scored)), key=lambda i: (-scored[i].ndcg_at_10, i))
-    return RetrievalTuneResult([scored[i] for i in order])
+    probe = grid[1].model_copy(update={"candidates": max(100, cfg.retrieval.candidates)})
+    per_set = []  # per collection, every grid setting's scores
+    for name, (c, q, r) in sets.items():
+        docs, qs, judged = read_beir(c, q, r)
+        if not qs:
+            raise ValueError(f"no query of {q} is judged in {r}")
+        runs = corpus_channels(embedder, docs, qs, probe)
+        scored = [score_retrieval(runs, setting, list(qs), judged) for setting in grid]
+        bm25 = scored[1].ndcg_at_10
+        per_set.append(
+            [
+                SetScore(name, x.ndcg_at_10, x.recall_at_100, round(x.ndcg_at_10 - bm25, 4))
+                for x in scored
+            ]
+        )
+    candidates = [
+        RetrievalCandidate(
+            setting,
+            round(float(np.mean([s[i].ndcg_at_10 for s in per_set])), 4),
+            round(float(np.mean([s[i].recall_at_100 for s in per_set])), 4),
+            tuple(s[i] for s in per_set),
+        )
+        for i, setting in enumerate(grid)
+    ]
+    order = sorted(range(len(grid)), key=lambda i: (-candidates[i].min_gain, i))
+    return RetrievalTuneResult([candidates[i] for i in order])
+
+
+def _collections(
+    corpus: PathOrPaths, queries: PathOrPaths, qrels: PathOrPaths
+) -> dict[str, tuple[Path, Path, Path]]:
+    """``name -> (corpus, queries, qrels)``, named by the corpus's folder."""
+    lists = [[p] if isinstance(p, (str, Path)) else list(p) for p in (corpus, queries, qrels)]
+    if len({len(x) for x in lists}) != 1 or not lists[0]:
+        raise ValueError(
+            "retrieval tuning needs as many --queries and --qrels as --corpus, in the same "
+            f"order; got {len(lists[0])} corpus, {len(lists[1])} queries, {len(lists[2])} qrels"
+        )
+    sets: dict[str, tuple[Path, Path, Path]] = {}
+    for c, q, r in zip(*lists):
+        name = Path(c).resolve().parent.name or str(c)
+        while name in sets:
+            name += "'"
+        sets[name] = (Path(c), Path(q), Path(r))
+    return sets
