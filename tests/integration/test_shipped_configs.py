@@ -19,6 +19,7 @@ def test_the_documented_configs_ship():
         "best-gemma-en.toml",
         "best-gemma-zh.toml",
         "best-retrieval.toml",
+        "best-retrieval-zh.toml",
     } <= names
 
 
