@@ -110,3 +110,12 @@ def test_cli_eval_retrieval_fuses_as_the_config_says(tmp_path, model_dirs, embed
     expected = evaluate_retrieval(emb, corpus, queries, qrels, cfg)
     assert got["ndcg@10"] == expected.ndcg_at_10 > 0
     assert got["retrieval"]["mode"] == "hybrid"
+
+
+@pytest.mark.parametrize(
+    ("command", "table"), [("retrieval", "[retrieval]"), ("mteb", "[mteb.templates]")]
+)
+def test_eval_help_keeps_the_config_table_it_names(command, table):
+    # Rich markup would read "[retrieval]" as a style tag and print nothing in its place.
+    out = CliRunner().invoke(app, ["eval", command, "--help"])
+    assert out.exit_code == 0 and table in " ".join(out.stdout.split()), out.stdout
