@@ -55,14 +55,8 @@ class RetrievalResult:
 def rank_by_vectors(
     query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_ids: Sequence[str], k: int = 100
 ) -> list[list[str]]:
-    """Top-k doc ids per query by cosine similarity."""
-    q = query_vectors / np.clip(np.linalg.norm(query_vectors, axis=1, keepdims=True), 1e-12, None)
-    d = doc_vectors / np.clip(np.linalg.norm(doc_vectors, axis=1, keepdims=True), 1e-12, None)
-    scores = q @ d.T
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    ordered = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
-    return [[doc_ids[j] for j in row] for row in ordered]
+    """Top-k doc ids per query by cosine similarity (:func:`dense_hits` without scores)."""
+    return [[d for d, _ in hits] for hits in dense_hits(query_vectors, doc_vectors, doc_ids, k)]
 
 
 def evaluate_retrieval(
