@@ -41,7 +41,8 @@ import os, signal, sys
 from chromadb.api.models.Collection import Collection
 from promptembed.config import load_config
 from promptembed.ingest.pipeline import index_paths
-from promptembed.retrieval import lexical
+from promptembed.retrieval import lexical, sparse_side
+{setup}
 
 target, method, after = {target}, {method!r}, {after}
 real = getattr(target, method)
@@ -61,15 +62,22 @@ print("finished without being killed")
 
 
 def index_killed_at(
-    toml: Path, corpus: Path, method: str, after: int, target: str = "Collection"
+    toml: Path,
+    corpus: Path,
+    method: str,
+    after: int,
+    target: str = "Collection",
+    setup: str = "",
 ) -> subprocess.CompletedProcess:
     """Index ``corpus`` with ``toml`` in a new process that is SIGKILLed at ``target.method``.
 
-    ``target`` is ``Collection`` (chromadb's) or ``lexical.os`` (the lexical index's file
-    operations); the process dies before call number ``after + 1``. The caller asserts
-    that it was killed (``returncode == -signal.SIGKILL``).
+    ``target`` is ``Collection`` (chromadb's), ``lexical.os`` (the lexical index's file
+    operations) or ``sparse_side`` (the sparse side's module); the process dies before
+    call number ``after + 1``. ``setup`` runs first (e.g. to make the sparse side save
+    after every batch). The caller asserts that it was killed (``returncode ==
+    -signal.SIGKILL``).
     """
     script = KILL_SCRIPT.format(
-        target=target, method=method, after=after, corpus=str(corpus), toml=str(toml)
+        target=target, method=method, after=after, corpus=str(corpus), toml=str(toml), setup=setup
     )
     return run_python(script, check=False)

@@ -717,8 +717,9 @@ class RetrievalConfig(BaseModel):
     )
     lexical_path: str | None = Field(
         None,
-        description="Folder of the lexical index; default `<store.path>/promptembed-lexical` "
-        "for an embedded store (required for a Chroma server).",
+        description="Folder of the side indexes (BM25 folder and sparse `.sparse.npz` per "
+        "collection); default `<store.path>/promptembed-lexical` for an embedded store "
+        "(required for a Chroma server).",
     )
 
     @model_validator(mode="after")
@@ -778,3 +779,22 @@ class Config(BaseModel):
     ray: RayConfig = Field(default_factory=RayConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     mteb: MtebConfig = Field(default_factory=MtebConfig)
+
+    @model_validator(mode="after")
+    def _check_model_in_process(self) -> Config:
+        """Sparse vectors and reranking read the model's logits: a client has no model."""
+        needs = [
+            name
+            for name, used in (
+                ("retrieval.channels 'sparse'", "sparse" in self.retrieval.active),
+                ("[retrieval.rerank]", self.retrieval.rerank is not None),
+            )
+            if used
+        ]
+        if self.embedder.server and needs:
+            raise ValueError(
+                f"{' and '.join(needs)} need the model in this process, but [embedder] "
+                f"server = {self.embedder.server!r} embeds on a server that returns dense "
+                "vectors only; drop the server (load the model here) or those settings"
+            )
+        return self

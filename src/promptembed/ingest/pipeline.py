@@ -486,7 +486,10 @@ def run_index(
                 stats.pruned = prune_missing(
                     run.collection, paths, keep, root=root, namespace=namespace
                 )
-            sync_store(cfg, run.collection)  # hybrid: the lexical side follows Chroma
+            # Hybrid: the side indexes follow Chroma. The sparse side embeds its missing
+            # rows with this process's model (on Ray, the driver loads one if needed).
+            local = writer.model if isinstance(writer, InProcessWriter) else None
+            sync_store(cfg, run.collection, local)
     stats.unchanged_files = stats.count("unchanged")
     return stats
 

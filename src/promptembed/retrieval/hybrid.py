@@ -25,7 +25,8 @@ from promptembed.registry import shared_embedder
 from promptembed.retrieval.fusion import Hits, fuse
 from promptembed.retrieval.lexical import LexicalIndex, content_digest
 from promptembed.retrieval.rerank import check_reranker, rerank
-from promptembed.retrieval.sparse_index import top_hits
+from promptembed.retrieval.sparse_index import SparseIndex, top_hits
+from promptembed.retrieval.sparse_side import sync_sparse
 from promptembed.store.collections import stored_records
 from promptembed.store.guard import cosine_from_distance, space_of
 from promptembed.store.reading import Hit, make_hit, open_for_reading
@@ -114,14 +115,28 @@ def _same(index: LexicalIndex, digest: str, r: RetrievalConfig) -> bool:
     return params == wanted and index.digest == digest
 
 
-def sync_store(config: Config, collection: Any) -> LexicalIndex | None:
-    """Bring the store's lexical side in line with its collection, if hybrid uses one.
+def sparse_path(config: Config) -> Path:
+    """Where a store's sparse index lives: ``<collection>.sparse.npz`` beside the lexical one."""
+    folder = lexical_folder(config)
+    return folder.with_name(folder.name + ".sparse.npz")
 
-    ``promptembed index`` calls this once its upserts and deletes are done.
+
+def sync_store(config: Config, collection: Any, embedder: PromptEmbedder | None = None) -> None:
+    """Bring the store's side indexes (BM25, sparse) in line with its collection.
+
+    ``promptembed index`` calls this once its upserts and deletes are done. The sparse
+    side embeds only chunks it has no current row for; the model is loaded (or the
+    given ``embedder`` used) only then.
     """
-    if "bm25" not in config.retrieval.active:
-        return None
-    return sync_lexical(collection, lexical_folder(config), config.retrieval)
+    active = config.retrieval.active
+    if "bm25" in active:
+        sync_lexical(collection, lexical_folder(config), config.retrieval)
+    if "sparse" in active:
+
+        def embed(texts: list[str]) -> Any:
+            return (embedder or shared_embedder(config.embedder)).embed_sparse(texts)
+
+        sync_sparse(collection, sparse_path(config), embed)
 
 
 class HybridRetriever:
@@ -144,11 +159,6 @@ class HybridRetriever:
 
         self.config = load_config(config)
         self.retrieval = self.config.retrieval
-        if "sparse" in self.retrieval.active:
-            raise ValueError(
-                "the sparse channel is not kept next to a store yet; use channels "
-                "['dense', 'bm25'] for a store (sparse works in `promptembed eval retrieval`)"
-            )
         # Reading never creates a collection, and checks it against the loaded weights.
         self.collection, self.embedder = open_for_reading(self.config, embedder)
         if self.retrieval.rerank is not None:
@@ -156,29 +166,61 @@ class HybridRetriever:
         self._space = space_of(self.collection)  # an adopted drop-in store may use l2 or ip
         self._lock = threading.Lock()
         self.lexical: LexicalIndex | None = None
-        if "bm25" in self.retrieval.active:
+        self.sparse: SparseIndex | None = None
+        self._sync_sides()
+
+    def _sync_sides(self) -> None:
+        """Each side index in line with the collection (run at open, and when stale)."""
+        active = self.retrieval.active
+        if "bm25" in active:
             self.folder = lexical_folder(self.config)
             self.lexical = sync_lexical(self.collection, self.folder, self.retrieval)
+        if "sparse" in active:
+            if not callable(getattr(self.embedder, "embed_sparse", None)):
+                raise ValueError(
+                    f"the sparse channel needs the model in this process, but the embedder "
+                    f"is a {type(self.embedder).__name__}; drop 'sparse' from "
+                    "[retrieval] channels or pass a PromptEmbedder"
+                )
+            self.sparse = sync_sparse(
+                self.collection, sparse_path(self.config), self.embedder.embed_sparse
+            )
 
-    def _fresh_lexical(self) -> LexicalIndex:
+    def _fresh_sides(self) -> None:
+        """Resync the side indexes if the collection's size moved since they were built."""
+        sides = [side for side in (self.lexical, self.sparse) if side is not None]
+        if not sides:
+            return
         with self._lock:
-            if self.lexical is None or len(self.lexical) != self.collection.count():
-                self.lexical = sync_lexical(self.collection, self.folder, self.retrieval)
-            return self.lexical
+            count = self.collection.count()
+            if any(len(side) != count for side in sides):
+                self._sync_sides()
 
     def channels(self, query: str, n: int) -> dict[str, Hits]:
         """Each active channel's top ``n`` ``(id, score)`` for one query."""
         out: dict[str, Hits] = {}
-        if "dense" in self.retrieval.active:
-            vector = self.embedder.embed([query], kind="query")
+        self._fresh_sides()
+        vector, sparse = self._query_vectors(query)
+        if vector is not None:
             res = self.collection.query(query_embeddings=vector, n_results=n, include=["distances"])
             out["dense"] = [
                 (i, cosine_from_distance(self._space, float(d)))
                 for i, d in zip(res["ids"][0], res["distances"][0])
             ]
-        if "bm25" in self.retrieval.active:
-            out["bm25"] = self._fresh_lexical().search(query, n)
+        if sparse is not None and self.sparse is not None:
+            out["sparse"] = self.sparse.search(sparse, n)
+        if self.lexical is not None:
+            out["bm25"] = self.lexical.search(query, n)
         return out
+
+    def _query_vectors(self, query: str) -> tuple[np.ndarray | None, Any]:
+        """The query's dense vector and sparse row, from one pass when both are used."""
+        dense, sparse = "dense" in self.retrieval.active, "sparse" in self.retrieval.active
+        if dense and sparse:
+            return self.embedder.embed_with_sparse([query], kind="query")
+        if sparse:
+            return None, self.embedder.embed_sparse([query], kind="query")
+        return (self.embedder.embed([query], kind="query") if dense else None), None
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best chunks, fused and reranked as configured, with their final score."""
@@ -189,12 +231,13 @@ class HybridRetriever:
             ranked = fused_ranking(self.channels(query, n), self.retrieval, depth)
             ids = [doc for doc, _ in ranked]
             got = self.collection.get(ids=ids, include=["documents", "metadatas"])
-            if len(got["ids"]) == len(ids) or self.lexical is None or attempt == 2:
+            no_sides = self.lexical is None and self.sparse is None
+            if len(got["ids"]) == len(ids) or no_sides or attempt == 2:
                 break
-            # The lexical side names a chunk Chroma no longer holds: it is stale (another
-            # process changed the collection). Rebuild it and answer again, never from it.
+            # A side index names a chunk Chroma no longer holds: it is stale (another
+            # process changed the collection). Resync and answer again, never from it.
             with self._lock:
-                self.lexical = sync_lexical(self.collection, self.folder, self.retrieval)
+                self._sync_sides()
         rows = {i: (d, m or {}) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
         ranked = [(doc, score) for doc, score in ranked if doc in rows]
         if rerank_cfg is not None:

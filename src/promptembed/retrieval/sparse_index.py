@@ -21,6 +21,9 @@ class SparseIndex:
     Args:
         ids: Document ids, one per row.
         matrix: ``(n, vocab)`` CSR matrix of non-negative weights.
+        digests: Per row, a digest of the text it was made from (a store's side keeps
+            them to re-embed only changed chunks).
+        key: What the rows depend on (a store's side: its vectors' identity).
 
     Example:
         >>> import scipy.sparse
@@ -30,11 +33,22 @@ class SparseIndex:
 
     """
 
-    def __init__(self, ids: Sequence[str], matrix: scipy.sparse.spmatrix) -> None:
+    def __init__(
+        self,
+        ids: Sequence[str],
+        matrix: scipy.sparse.spmatrix,
+        *,
+        digests: Sequence[str] | None = None,
+        key: str | None = None,
+    ) -> None:
         if len(ids) != matrix.shape[0]:
             raise ValueError(f"{len(ids)} ids for {matrix.shape[0]} rows")
+        if digests is not None and len(digests) != len(ids):
+            raise ValueError(f"{len(digests)} digests for {len(ids)} ids")
         self.ids = list(ids)
         self.matrix = matrix.tocsr().astype(np.float32)
+        self.digests = list(digests) if digests is not None else None
+        self.key = key
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -45,17 +59,20 @@ class SparseIndex:
 
     def search(self, query: scipy.sparse.spmatrix, k: int) -> list[tuple[str, float]]:
         """The best ``k`` documents with a positive score for one query row, best first."""
+        if not self.ids:
+            return []
         return top_hits(self.scores(query)[0], self.ids, k)
 
     def save(self, path: str | Path) -> None:
-        """Write ``<path>.npz`` (matrix and ids) atomically."""
-        path = Path(path).with_suffix(".npz")
+        """Write ``<path>.npz`` (matrix, ids, digests, key) atomically."""
+        path = npz_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".npz", dir=path.parent)
         os.close(fd)
         try:
             m = self.matrix
-            ids = np.array([json.dumps(self.ids)])
+            meta = {"ids": self.ids, "digests": self.digests, "key": self.key}
+            ids = np.array([json.dumps(meta, ensure_ascii=False)])
             np.savez(tmp, data=m.data, indices=m.indices, indptr=m.indptr, shape=m.shape, ids=ids)
             os.replace(tmp, path)
         except BaseException:
@@ -67,12 +84,26 @@ class SparseIndex:
         """Read an index written by :meth:`save`."""
         import scipy.sparse
 
-        with np.load(Path(path).with_suffix(".npz"), allow_pickle=False) as z:
+        with np.load(npz_path(path), allow_pickle=False) as z:
             matrix = scipy.sparse.csr_matrix(
                 (z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"])
             )
-            ids = json.loads(str(z["ids"][0]))
-        return cls(ids, matrix)
+            meta = json.loads(str(z["ids"][0]))
+        if isinstance(meta, list):  # written before digests and keys
+            return cls(meta, matrix)
+        return cls(meta["ids"], matrix, digests=meta["digests"], key=meta["key"])
+
+
+def npz_path(path: str | Path) -> Path:
+    """``path`` ending in ``.npz`` (appended, so a dotted collection name stays whole).
+
+    Example:
+        >>> npz_path("side/my.docs").name, npz_path("side/docs.npz").name
+        ('my.docs.npz', 'docs.npz')
+
+    """
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
 def top_hits(
