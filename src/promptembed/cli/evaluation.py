@@ -26,6 +26,7 @@ from promptembed.cli.base import (
     fail,
     quiet,
 )
+from promptembed.config import IndexConfig
 from promptembed.engine.embedder import PromptEmbedder
 from promptembed.evaluation.retrieval import evaluate_retrieval
 from promptembed.evaluation.sts import evaluate_sts
@@ -113,6 +114,20 @@ def eval_retrieval(
         int | None,
         typer.Option(min=1, help="Only the first N judged queries (the whole corpus is searched)."),
     ] = None,
+    chunked: Annotated[
+        bool,
+        typer.Option(
+            "--chunked",
+            help=r"Store documents as \[index] cuts files (chunk_size, chunk_overlap); rank "
+            "each by its best chunk.",
+        ),
+    ] = False,
+    chunk_size: Annotated[
+        int | None, typer.Option(help=r"With --chunked: \[index] chunk_size for this run.")
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option(help=r"With --chunked: \[index] chunk_overlap for this run.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     r"""nDCG@10 and Recall@100 on a BEIR-format dataset, fused and reranked as \[retrieval] says."""
@@ -135,8 +150,11 @@ def eval_retrieval(
         needs_model = bool({"dense", "sparse"} & set(cfg.retrieval.active)) or bool(
             cfg.retrieval.rerank
         )
+        chunking = _chunking(cfg.index, chunked, chunk_size, chunk_overlap)
         embedder = PromptEmbedder(config=cfg.embedder) if needs_model else None
-        result = evaluate_retrieval(embedder, corpus, queries, qrels, cfg.retrieval, limit)
+        result = evaluate_retrieval(
+            embedder, corpus, queries, qrels, cfg.retrieval, limit, chunking
+        )
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     e = cfg.embedder
@@ -147,11 +165,26 @@ def eval_retrieval(
         "query_template": e.query_template or e.template,
         "dtype": embedder.precision if embedder is not None else None,
         "retrieval": cfg.retrieval.model_dump(exclude={"lexical_path"}),
+        "chunking": chunking.model_dump() if chunking else None,
     }
     if as_json:
         typer.echo(json.dumps(payload))
     else:
         console.print(payload)
+
+
+def _chunking(
+    index: IndexConfig, chunked: bool, size: int | None, overlap: int | None
+) -> IndexConfig | None:
+    """The ``[index]`` table ``--chunked`` evaluates with, the options applied; else None."""
+    if not chunked:
+        options = (("--chunk-size", size), ("--chunk-overlap", overlap))
+        given = [name for name, value in options if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} need --chunked (got them without it)")
+        return None
+    update = {k: v for k, v in (("chunk_size", size), ("chunk_overlap", overlap)) if v is not None}
+    return IndexConfig(**{**index.model_dump(), **update})
 
 
 @eval_app.command("mteb")

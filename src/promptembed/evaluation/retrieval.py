@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,13 @@ from tqdm.auto import tqdm
 
 from promptembed.evaluation.data import read_beir
 from promptembed.evaluation.metrics import ndcg_recall
+from promptembed.ingest.planning import chunk_text
 from promptembed.retrieval import SparseIndex, dense_hits, fused_ranking, lexical_index
+from promptembed.retrieval.fusion import Hits
 from promptembed.retrieval.rerank import check_reranker, rerank
 
 if TYPE_CHECKING:
-    from promptembed.config import RerankConfig, RetrievalConfig
+    from promptembed.config import IndexConfig, RerankConfig, RetrievalConfig
     from promptembed.engine.embedder import PromptEmbedder
 
 
@@ -66,6 +69,7 @@ def evaluate_retrieval(
     qrels: str | Path,
     retrieval: RetrievalConfig | None = None,
     limit: int | None = None,
+    chunking: IndexConfig | None = None,
 ) -> RetrievalResult:
     """nDCG@10 and Recall@100 on a BEIR-format dataset.
 
@@ -75,6 +79,11 @@ def evaluate_retrieval(
     with ``[retrieval.rerank]`` each ranking is then reranked as it does. ``limit``
     keeps the first ``limit`` judged queries (file order): a quick estimate when
     reranking every query would take long; the whole corpus is still searched.
+
+    With ``chunking`` (an ``[index]`` table), documents are stored the way
+    ``promptembed index`` stores files: cut by the indexer's own splitter into chunks,
+    each embedded (and BM25-indexed) on its own. Channels, fusion and reranking run
+    on chunks, as a store answers; a document then ranks by its best chunk (MaxP).
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 (or None for every query), got {limit}")
@@ -82,27 +91,86 @@ def evaluate_retrieval(
     docs, qs, judged = read_beir(corpus, queries, qrels)
     if limit is not None:
         qs = dict(list(qs.items())[:limit])
-    doc_ids, qids = list(docs), list(qs)
-    if retrieval is not None and retrieval.mode == "hybrid":
-        runs = corpus_channels(embedder, docs, qs, retrieval)
-        scored = fused_scores(runs, retrieval, qids)
-    else:
-        if embedder is None:
-            raise ValueError("dense retrieval needs an embedder")
-        doc_vectors = embedder.embed([docs[d] for d in doc_ids])
-        query_vectors = embedder.embed([qs[q] for q in qids], kind="query")
-        scored = dict(zip(qids, dense_hits(query_vectors, doc_vectors, doc_ids, 100)))
-    if retrieval is not None and retrieval.rerank is not None:
-        scored = reranked(scored, qs, docs, embedder, retrieval.rerank)
+    qids = list(qs)
+    scored = ranked_documents(embedder, docs, qs, retrieval, chunking)
     ranked = {q: [d for d, _ in hits] for q, hits in scored.items()}
     ndcg, recall = ndcg_recall(ranked, {q: judged[q] for q in qids})
     return RetrievalResult(
         round(ndcg, 4),
         round(recall, 4),
         len(qids),
-        len(doc_ids),
+        len(docs),
         round(time.perf_counter() - start, 1),
     )
+
+
+def ranked_documents(
+    embedder: PromptEmbedder | None,
+    docs: Mapping[str, str],
+    queries: Mapping[str, str],
+    retrieval: RetrievalConfig | None = None,
+    chunking: IndexConfig | None = None,
+    k: int = 100,
+) -> dict[str, list[tuple[str, float]]]:
+    """Per query id, the top ``k`` ``(document id, score)``, as :func:`evaluate_retrieval` ranks.
+
+    First stage (dense, or the hybrid's channels fused), then the reranker if the config
+    has one; with ``chunking`` all of it runs on chunks and each document keeps its best.
+    """
+    qids = list(queries)
+    passages, owner = split_documents(docs, chunking) if chunking else (dict(docs), None)
+    depth = k * max_chunks(owner)  # deep enough for k distinct documents
+    if retrieval is not None and retrieval.mode == "hybrid":
+        runs = corpus_channels(embedder, passages, queries, retrieval)
+        scored = fused_scores(runs, retrieval, qids, depth)
+    else:
+        if embedder is None:
+            raise ValueError("dense retrieval needs an embedder")
+        ids = list(passages)
+        doc_vectors = embedder.embed([passages[d] for d in ids])
+        query_vectors = embedder.embed([queries[q] for q in qids], kind="query")
+        scored = dict(zip(qids, dense_hits(query_vectors, doc_vectors, ids, depth)))
+    if owner is not None:
+        scored = {q: best_chunks(hits, owner) for q, hits in scored.items()}
+    if retrieval is not None and retrieval.rerank is not None:
+        scored = reranked(scored, queries, passages, embedder, retrieval.rerank)
+    return {
+        q: [(owner[p] if owner else p, score) for p, score in hits][:k]
+        for q, hits in scored.items()
+    }
+
+
+def split_documents(
+    docs: Mapping[str, str], chunking: IndexConfig
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each document cut by the indexer's splitter: ``{chunk id: text}``, ``{chunk id: doc id}``.
+
+    The same :func:`promptembed.ingest.planning.chunk_text` that ``promptembed index``
+    runs on a file, so an evaluation scores the chunks a store would hold.
+    """
+    passages: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for doc_id, text in docs.items():
+        for chunk in chunk_text(doc_id, text, chunking) if text.strip() else []:
+            passages[chunk.id] = chunk.text
+            owner[chunk.id] = doc_id
+    return passages, owner
+
+
+def max_chunks(owner: Mapping[str, str] | None) -> int:
+    """The most chunks any one document has (1 without chunking)."""
+    return max(Counter(owner.values()).values(), default=1) if owner else 1
+
+
+def best_chunks(hits: Hits, owner: Mapping[str, str]) -> list[tuple[str, float]]:
+    """A chunk ranking cut to each document's best chunk (MaxP), best first."""
+    seen: set[str] = set()
+    out = []
+    for chunk_id, score in hits:
+        if owner[chunk_id] not in seen:
+            seen.add(owner[chunk_id])
+            out.append((chunk_id, score))
+    return out
 
 
 def reranked(
