@@ -8,7 +8,8 @@ cache so a rerun is cheap), scores each query's candidates by query likelihood O
 ``--top-k``), and then sweeps, with the library's ``retrieval.rerank.rerank``:
 
 * first stage: ``bm25`` alone, ``dense`` alone, the config's fusion, and dense weights
-  0.1-0.5 of min-max fusion;
+  0.1-0.5 of min-max fusion; with ``sparse`` among the config's channels also sparse
+  alone, sparse + BM25 and dense + sparse + BM25 fusions;
 * reranker (on every stage but dense alone): ``top_k`` in 10, 20 (up to ``--top-k``)
   and ``weight`` in 0.3-1.0.
 
@@ -26,10 +27,7 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from benchmarks.common import DATA
 from promptembed import PromptEmbedder
@@ -37,23 +35,14 @@ from promptembed.config import RerankConfig, load_config
 from promptembed.evaluation import read_beir
 from promptembed.evaluation.metrics import ndcg_recall
 from promptembed.evaluation.retrieval import corpus_channels, fused_scores
-from promptembed.retrieval.rerank import rerank
+from promptembed.retrieval.rerank import PairTable, rerank
 
+DENSE = (0.1, 0.2, 0.3, 0.4, 0.5)
 SETS = {
     "scifact": ("scifact", "queries.jsonl", "qrels/train.tsv"),
     "nfcorpus": ("nfcorpus", "queries-dev.jsonl", "qrels/dev.tsv"),
     "cmrc": ("cmrc2018-passages", "queries-dev.jsonl", "qrels/dev.tsv"),
 }
-
-
-class Memo:
-    """An embedder stand-in whose query likelihoods come from a table filled once."""
-
-    def __init__(self, table: dict[tuple[str, str], float]) -> None:
-        self.table = table
-
-    def query_likelihood(self, query: str, passages: Sequence[str], **_: object) -> np.ndarray:
-        return np.array([self.table[(query, p)] for p in passages])
 
 
 def _ndcg(scored: dict[str, list[tuple[str, float]]], qrels: dict) -> float:
@@ -72,10 +61,22 @@ def first_stages(args, docs, qs) -> tuple[dict[str, dict], PromptEmbedder, float
     per_doc = (time.perf_counter() - start) / len(docs)
     stages = {name: dict(zip(qids, runs[name])) for name in runs}
     stages["config-fusion"] = fused_scores(runs, cfg.retrieval, qids)
-    for w in (0.1, 0.2, 0.3, 0.4, 0.5):
-        r = cfg.retrieval.model_copy(update={"weights": {"dense": w, "bm25": 1 - w}})
-        stages[f"fusion-dense{w}"] = fused_scores(runs, r, qids)
+    for name, weights in fusion_grid(runs):
+        r = cfg.retrieval.model_copy(update={"channels": list(weights), "weights": weights})
+        stages[name] = fused_scores({c: runs[c] for c in weights}, r, qids)
     return stages, embedder, per_doc
+
+
+def fusion_grid(runs: dict) -> list[tuple[str, dict[str, float]]]:
+    """Min-max fusions swept: dense (and, when the config has it, sparse) against BM25."""
+    grid = [(f"fusion-dense{w}", {"dense": w, "bm25": round(1 - w, 2)}) for w in DENSE]
+    if "sparse" in runs:
+        for s in (0.1, 0.2, 0.3):
+            grid.append((f"fusion-sparse{s}", {"sparse": s, "bm25": round(1 - s, 2)}))
+            for w in (0.1, 0.2):
+                weights = {"dense": w, "sparse": s, "bm25": round(1 - w - s, 2)}
+                grid.append((f"fusion-dense{w}-sparse{s}", weights))
+    return grid
 
 
 def likelihoods(embedder, qs, docs, stages, depth: int, prompt: str, tokens: int, saved: Path):
@@ -135,11 +136,11 @@ def main() -> None:
     table, per_pair, pairs = likelihoods(
         embedder, qs, docs, stages, args.top_k, args.prompt, args.max_passage_tokens, saved
     )
-    memo = Memo(table)
+    memo = PairTable(table)
     rows = {}
     for name, stage in stages.items():
         rows[name] = _ndcg(stage, qrels)
-        if name == "dense":  # dense alone is far below BM25 here: not reranked
+        if name in ("dense", "sparse"):  # far below BM25 alone here: not reranked
             continue
         for top_k in sorted({10, args.top_k}):
             for weight in (0.3, 0.5, 0.7, 0.9, 1.0):

@@ -95,3 +95,41 @@ def test_bad_input_is_refused(embedder_factory, query, passages, error):
 
 def test_no_passages_gives_no_scores(embedder_factory):
     assert embedder_factory("llama").query_likelihood(QUERY, []).shape == (0,)
+
+
+QUERIES = ["where do bees keep honey", "how hot should tea water be", "绿茶的水温", "bread"]
+
+
+def test_pair_likelihoods_equal_the_causal_lm_reference_with_each_passage_run_once(
+    arch, embedder_factory, causal
+):
+    emb = embedder_factory(arch)
+    pairs = [(q, p) for p in PASSAGES for q in QUERIES]  # every passage shared by 4 queries
+    got = emb.pair_likelihoods(pairs, prompt="en", max_passage_tokens=64, batch_size=3)
+    want = []
+    for q, p in pairs:
+        sequences, tail = pair_ids(emb.tokenizer, RERANK_PROMPTS["en"], q, [p], 64)
+        want.append(reference(causal(arch), sequences[0], tail))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_pair_likelihoods_equal_query_likelihood_pair_by_pair_in_any_order(embedder_factory):
+    emb = embedder_factory("gemma3")  # sliding-window layers in the shared cache
+    pairs = [(q, p) for q in QUERIES for p in PASSAGES]
+    got = emb.pair_likelihoods(pairs[::-1])[::-1]  # auto prompt: zh for the Chinese query
+    want = np.concatenate([emb.query_likelihood(q, PASSAGES) for q in QUERIES])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert emb.pair_likelihoods([]).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "error"),
+    [
+        ([("", "a passage")], ValueError),
+        ([(3, "a passage")], TypeError),
+        ([("q", None)], TypeError),
+    ],
+)
+def test_pair_likelihoods_refuse_bad_pairs(embedder_factory, pairs, error):
+    with pytest.raises(error):
+        embedder_factory("llama").pair_likelihoods(pairs)

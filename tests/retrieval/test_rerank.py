@@ -194,3 +194,27 @@ def test_eval_retrieval_ranks_by_the_reranker(tmp_path, embedder_factory):
     rerank_all = base.model_copy(update={"rerank": RerankConfig(top_k=4, weight=1.0)})
     assert plain.ndcg_at_10 < 1.0  # BM25 and dense do not put the tomato first for flowers
     assert evaluate_retrieval(oracle, *paths, rerank_all).ndcg_at_10 == 1.0
+
+
+def test_rerank_all_equals_rerank_query_by_query(embedder_factory):
+    from promptembed.retrieval.rerank import rerank_all
+
+    emb = embedder_factory("llama")
+    texts = {
+        "a": "Bees store honey in wax cells.",
+        "b": "Preheat the oven before baking bread.",
+        "c": "Green tea is brewed below boiling.",
+        "d": "蜜蜂把蜂蜜存放在蜡质巢房里。",
+    }
+    queries = {"q1": "where do bees keep honey", "q2": "tea water", "q3": "蜂蜜在哪里"}
+    scored = {  # candidates shared between queries, as in a real evaluation
+        "q1": [("a", 3.0), ("d", 2.5), ("b", 1.0), ("c", 0.5)],
+        "q2": [("c", 2.0), ("a", 1.5), ("b", 1.2)],
+        "q3": [("d", 4.0), ("a", 1.0)],
+    }
+    cfg = RerankConfig(top_k=3, weight=0.8)
+    together = rerank_all(queries, scored, texts, emb, cfg)
+    for q, hits in scored.items():
+        alone = rerank(queries[q], hits, texts, emb, cfg)
+        assert [d for d, _ in together[q]] == [d for d, _ in alone]
+        np.testing.assert_allclose([s for _, s in together[q]], [s for _, s in alone], atol=1e-4)

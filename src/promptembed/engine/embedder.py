@@ -21,7 +21,13 @@ from promptembed.engine.batching import plan_batches
 from promptembed.engine.cache import EmbeddingCache
 from promptembed.engine.calibration import Calibration
 from promptembed.engine.forward import LayerForward
-from promptembed.engine.likelihood import mean_log_likelihood, pair_ids
+from promptembed.engine.likelihood import (
+    head_ids,
+    mean_log_likelihood,
+    pair_ids,
+    shared_head_log_likelihood,
+    tail_ids,
+)
 from promptembed.engine.loading import LoadedModel, load_model, replica_devices
 from promptembed.engine.prompts import PromptTokenizer
 from promptembed.engine.sparse import WordIds, output_head, sparse_rows
@@ -616,25 +622,14 @@ class PromptEmbedder:
             array([-2.1, -6.8])
 
         """
-        (query,) = check_texts([query])
-        if not query.strip():
-            raise ValueError(f"query {query!r} is blank: there is nothing to score")
+        query, text = self._likelihood_query(query, prompt)
         items = check_texts(passages) if len(passages) else []
         _check_positive(max_passage_tokens=max_passage_tokens, batch_size=batch_size)
-        text = rerank_prompt(prompt, query)
-        if "{passage}" not in text:
-            raise ValueError(
-                f"prompt must be one of {['auto', *RERANK_PROMPTS]} or contain {{passage}}, "
-                f"got {prompt!r}"
-            )
         if not items:
             return np.zeros(0)
         with self._tokenizer_lock:
             sequences, tail = pair_ids(self.tokenizer, text, query, items, max_passage_tokens)
-        if self._sparse_head is None:
-            self._sparse_head = output_head(self.model, self._loaded.source_path)
-        softcap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
-        pad = self._routes["document"][0].forward.pad_id
+        softcap, pad = self._likelihood_head()
         size = batch_size or self.config.batch_size
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         scores = np.empty(len(sequences))
@@ -650,6 +645,81 @@ class PromptEmbedder:
                     softcap,
                 )
         return scores
+
+    def pair_likelihoods(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        prompt: str = "auto",
+        max_passage_tokens: int = 128,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """:meth:`query_likelihood` of many ``(query, passage)`` pairs, each passage run once.
+
+        For batch reranking (an evaluation, a job over many queries), where one passage
+        is a candidate of several queries: the pairs are grouped by passage (and
+        prompt), the passage's prompt runs through the model once, and its queries are
+        scored in batches against its cached keys and values. Scores equal
+        :meth:`query_likelihood`'s pair by pair (tested), at a fraction of the cost when
+        passages repeat.
+
+        Args:
+            pairs: ``(query, passage)`` pairs.
+            prompt: As for :meth:`query_likelihood` (``auto`` picks per query).
+            max_passage_tokens: Each passage is cut to this many tokens first.
+            batch_size: Queries per forward pass against one passage.
+
+        Returns:
+            ``(len(pairs),)`` float64 array of mean log-probabilities (<= 0).
+
+        Example:
+            >>> emb.pair_likelihoods([("Does tea lower BP?", "Tea lowers BP.")])  # doctest: +SKIP
+            array([-2.1])
+
+        """
+        _check_positive(max_passage_tokens=max_passage_tokens, batch_size=batch_size)
+        checked = [self._likelihood_query(q, prompt) for q, _ in pairs]
+        passages = check_texts([p for _, p in pairs]) if len(pairs) else []
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, ((_, text), passage) in enumerate(zip(checked, passages)):
+            groups.setdefault((text, passage), []).append(i)
+        softcap, pad = self._likelihood_head()
+        size = batch_size or self.config.batch_size
+        scores = np.empty(len(pairs))
+        show = self.config.show_progress
+        with tqdm(total=len(pairs), disable=not show, unit="pair", desc="likelihood") as bar:
+            for (text, passage), members in groups.items():
+                with self._tokenizer_lock:
+                    (prefix,) = head_ids(self.tokenizer, text, [passage], max_passage_tokens)
+                    tails = [tail_ids(self.tokenizer, text, checked[i][0]) for i in members]
+                for start in range(0, len(members), size):
+                    batch = tails[start : start + size]
+                    with self._locks[0]:
+                        scores[members[start : start + size]] = shared_head_log_likelihood(
+                            self.model, self._sparse_head, prefix, batch, pad, softcap
+                        )
+                    bar.update(len(batch))
+        return scores
+
+    def _likelihood_query(self, query: str, prompt: str) -> tuple[str, str]:
+        """The checked query and its prompt (with ``{passage}``), or a clear refusal."""
+        (query,) = check_texts([query])
+        if not query.strip():
+            raise ValueError(f"query {query!r} is blank: there is nothing to score")
+        text = rerank_prompt(prompt, query)
+        if "{passage}" not in text:
+            raise ValueError(
+                f"prompt must be one of {['auto', *RERANK_PROMPTS]} or contain {{passage}}, "
+                f"got {prompt!r}"
+            )
+        return query, text
+
+    def _likelihood_head(self) -> tuple[float | None, int]:
+        """The LM head (loaded once), the model's logit soft-cap and the pad id."""
+        if self._sparse_head is None:
+            self._sparse_head = output_head(self.model, self._loaded.source_path)
+        softcap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        return softcap, self._routes["document"][0].forward.pad_id
 
     def _layer_of(self, spec: str) -> int:
         return self.config.layer if self.config.layer is not None else Template.parse(spec).layer

@@ -136,8 +136,7 @@ class LayerForward:
         blocks = decoder_layers(model) if any(x < self.n_layers for x in self.layers) else None
         self._hooked = {x: blocks[x] for x in set(self.layers) if x < self.n_layers}
         self._stop_at = None if self.n_layers in self.layers else max(self._hooked)
-        params = inspect.signature(model.forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._cache_kw = cache_keyword(model)
         self.prefix: _Prefix | None = None
         self.prepend = prepend
         self.contrast = contrast
@@ -308,36 +307,8 @@ class LayerForward:
         return inputs, mask, ones
 
     def _batch_cache(self, size: int) -> Any:
-        """The prefix cache for a batch of ``size`` rows.
-
-        The one-row cache is copied (cheap) and its keys/values *expanded* to the batch,
-        not repeated. Each layer's update then returns the prefix concatenated with the
-        batch's new keys/values *without storing them*: the batch's cache is dropped
-        after the pass, and keeping every layer's keys/values alive until then would
-        only raise peak memory (hundreds of MB for a batch of long documents). Layers
-        of another kind (which may update in place) get real copies instead.
-
-        The cache and its layers are copied shallowly: the prefix's tensors are shared,
-        never written. A deep copy of every layer's tensors cost ~3% of a one-query call.
-        """
-        cache = copy.copy(self.prefix.cache)
-        if not hasattr(cache, "layers"):
-            return copy.deepcopy(self.prefix.cache)  # an older Cache: nothing to share safely
-        cache.layers = [copy.copy(layer) for layer in cache.layers]
-        for i, layer in enumerate(cache.layers):
-            keys = getattr(layer, "keys", None)
-            if keys is None or not keys.numel():
-                continue
-            if _cat_update(layer):
-                _read_only(
-                    layer,
-                    keys.expand(size, *keys.shape[1:]),
-                    layer.values.expand(size, *layer.values.shape[1:]),
-                )
-            else:
-                cache.layers[i] = copy.deepcopy(self.prefix.cache.layers[i])
-                cache.layers[i].batch_repeat_interleave(size)
-        return cache
+        """The prefix cache for a batch of ``size`` rows (:func:`expanded_cache`)."""
+        return expanded_cache(self.prefix.cache, size)
 
     def _pool(
         self, hidden: torch.Tensor, mask: torch.Tensor, ones: torch.Tensor, layer: int
@@ -349,6 +320,45 @@ class LayerForward:
             hidden = torch.cat([prefix, hidden], dim=1)
             mask = torch.cat([ones, mask], dim=1)
         return mean_pool(hidden, mask)
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The name ``model.forward`` takes its KV cache by (``cache`` from transformers 5.x)."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def expanded_cache(prefix: Any, size: int) -> Any:
+    """A one-row KV cache served to a batch of ``size`` rows, never written.
+
+    The one-row cache is copied (cheap) and its keys/values *expanded* to the batch,
+    not repeated. Each layer's update then returns the prefix concatenated with the
+    batch's new keys/values *without storing them*: the batch's cache is dropped
+    after the pass, and keeping every layer's keys/values alive until then would
+    only raise peak memory (hundreds of MB for a batch of long documents). Layers
+    of another kind (which may update in place) get real copies instead.
+
+    The cache and its layers are copied shallowly: the prefix's tensors are shared,
+    never written. A deep copy of every layer's tensors cost ~3% of a one-query call.
+    """
+    cache = copy.copy(prefix)
+    if not hasattr(cache, "layers"):
+        return copy.deepcopy(prefix)  # an older Cache: nothing to share safely
+    cache.layers = [copy.copy(layer) for layer in cache.layers]
+    for i, layer in enumerate(cache.layers):
+        keys = getattr(layer, "keys", None)
+        if keys is None or not keys.numel():
+            continue
+        if _cat_update(layer):
+            _read_only(
+                layer,
+                keys.expand(size, *keys.shape[1:]),
+                layer.values.expand(size, *layer.values.shape[1:]),
+            )
+        else:
+            cache.layers[i] = copy.deepcopy(prefix.layers[i])
+            cache.layers[i].batch_repeat_interleave(size)
+    return cache
 
 
 def value_projection(model: nn.Module, block: int) -> nn.Module:

@@ -23,10 +23,12 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+_HEAD_ROWS = 128  # scored positions per LM-head matmul: 128 x 262k floats is 134 MB
+
 
 def pair_ids(
     tokenizer: Any, prompt: str, query: str, passages: Sequence[str], max_passage_tokens: int
-) -> tuple[list[list[int]], list[int]]:
+) -> tuple[list[list[int]], int]:
     """Token ids of ``prompt(passage) + query`` per passage, and the query's length.
 
     The passage is cut to ``max_passage_tokens`` tokens before it is placed in the
@@ -34,17 +36,89 @@ def pair_ids(
     in a visible ASCII character, as ``Question:``), so every passage is scored on the
     same query tokens.
     """
+    heads = head_ids(tokenizer, prompt, passages, max_passage_tokens)
+    tail = tail_ids(tokenizer, prompt, query)
+    return [head + tail for head in heads], len(tail)
+
+
+def head_ids(
+    tokenizer: Any, prompt: str, passages: Sequence[str], max_passage_tokens: int
+) -> list[list[int]]:
+    """Token ids of ``prompt(passage)`` per passage (cut first), with the model's BOS."""
     before, after = prompt.split("{passage}", 1)
     cut = tokenizer(list(passages), add_special_tokens=False)["input_ids"]
     texts = [
         before + tokenizer.decode(ids[:max_passage_tokens], skip_special_tokens=True) + after
         for ids in cut
     ]
-    heads = tokenizer(texts)["input_ids"]  # with the model's BOS, as in generation
-    end = after[-1:]
+    return tokenizer(texts)["input_ids"]  # with the model's BOS, as in generation
+
+
+def tail_ids(tokenizer: Any, prompt: str, query: str) -> list[int]:
+    """Token ids of the query as it follows ``prompt`` (see :func:`pair_ids`)."""
+    end = prompt.rsplit("{passage}", 1)[1][-1:]
     spaced = " " + query if end.isascii() and end.strip() else query
-    tail = tokenizer(spaced, add_special_tokens=False)["input_ids"]
-    return [head + tail for head in heads], len(tail)
+    return tokenizer(spaced, add_special_tokens=False)["input_ids"]
+
+
+def shared_head_log_likelihood(
+    model: Any,
+    head: torch.Tensor,
+    prefix: Sequence[int],
+    tails: Sequence[Sequence[int]],
+    pad_id: int,
+    softcap: float | None = None,
+) -> np.ndarray:
+    """:func:`mean_log_likelihood` of ``prefix + tail`` per tail, the prefix run once.
+
+    Many queries scored against one passage share ``prompt(passage)``: its keys and
+    values are computed once (transformers' ``DynamicCache``) and served to a batch of
+    the right-padded query tails, which alone run through the model. The state at the
+    prefix's last position predicts each tail's first token.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    from promptembed.engine.forward import cache_keyword, expanded_cache
+
+    device = head.device
+    n, width, start = len(tails), max(len(t) for t in tails), len(prefix)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for row, tail in enumerate(tails):
+        ids[row, : len(tail)] = torch.tensor(list(tail))
+        mask[row, : len(tail)] = 1
+    kw = cache_keyword(model)
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        first = model(
+            input_ids=torch.tensor([list(prefix)], device=device),
+            attention_mask=torch.ones((1, start), dtype=torch.long, device=device),
+            use_cache=True,
+            **{kw: cache},
+        ).last_hidden_state[:, -1:]
+        states = model(
+            input_ids=ids.to(device),
+            attention_mask=torch.cat([torch.ones((n, start), dtype=torch.long), mask], 1).to(
+                device
+            ),
+            position_ids=torch.arange(start, start + width, device=device)[None].expand(n, -1),
+            use_cache=True,
+            **{kw: expanded_cache(cache, n)},
+        ).last_hidden_state
+        # position j of `predicting` predicts tail token j; only real tokens are scored,
+        # _HEAD_ROWS at a time (a row of logits is the whole vocabulary)
+        predicting = torch.cat([first.expand(n, -1, -1), states[:, :-1]], dim=1)
+        rows, cols = mask.nonzero(as_tuple=True)
+        total = torch.zeros(n, dtype=torch.float64)
+        for at in range(0, len(rows), _HEAD_ROWS):
+            r, c = rows[at : at + _HEAD_ROWS], cols[at : at + _HEAD_ROWS]
+            logits = (predicting[r.to(device), c.to(device)] @ head.T).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            picked = logits.gather(-1, ids[r, c].to(device).unsqueeze(-1)).squeeze(-1)
+            total.index_add_(0, r, (picked - torch.logsumexp(logits, dim=-1)).double().cpu())
+    return (total / mask.sum(dim=1)).numpy()
 
 
 def mean_log_likelihood(

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from promptembed.evaluation.data import read_beir
 from promptembed.evaluation.metrics import ndcg_recall
 from promptembed.ingest.planning import chunk_text
 from promptembed.retrieval import SparseIndex, dense_hits, fused_ranking, lexical_index
 from promptembed.retrieval.fusion import Hits
-from promptembed.retrieval.rerank import check_reranker, rerank
+from promptembed.retrieval.rerank import check_reranker, rerank_all
 
 if TYPE_CHECKING:
     from promptembed.config import IndexConfig, RerankConfig, RetrievalConfig
@@ -187,11 +186,7 @@ def reranked(
 
     """
     check_reranker(embedder)
-    show = bool(getattr(getattr(embedder, "config", None), "show_progress", False))
-    return {
-        q: rerank(queries[q], hits, docs, embedder, config)
-        for q, hits in tqdm(scored.items(), desc="rerank", unit="query", disable=not show)
-    }
+    return rerank_all(queries, scored, docs, embedder, config)
 
 
 def corpus_channels(

@@ -103,3 +103,64 @@ def rerank(
     return [(head[i][0], float(mixed[i])) for i in order] + [
         (d, float(s) + 0.0) for d, s in below
     ]  # no -0.0
+
+
+class PairTable:
+    """A :class:`Likelihood` answering from scores computed beforehand.
+
+    Args:
+        table: ``{(query, passage): score}``.
+
+    Example:
+        >>> PairTable({("q", "a"): -1.0, ("q", "b"): -2.0}).query_likelihood("q", ["b", "a"])
+        array([-2., -1.])
+
+    """
+
+    def __init__(self, table: Mapping[tuple[str, str], float]) -> None:
+        self.table = table
+
+    def query_likelihood(self, query: str, passages: Sequence[str], **_: object) -> np.ndarray:
+        """The stored score of each ``(query, passage)``."""
+        return np.array([self.table[(query, p)] for p in passages], dtype=np.float64)
+
+
+def rerank_all(
+    queries: Mapping[str, str],
+    scored: Mapping[str, Hits],
+    texts: Mapping[str, str],
+    embedder: Likelihood,
+    config: RerankConfig,
+) -> dict[str, list[tuple[str, float]]]:
+    """:func:`rerank` of many queries, their pairs scored together.
+
+    With an embedder that has ``pair_likelihoods`` (:class:`~promptembed.PromptEmbedder`),
+    every ``(query, candidate)`` pair of every query is scored in one call that runs
+    each candidate passage once for all the queries it is a candidate of; the rankings
+    are those :func:`rerank` gives query by query (tested).
+
+    Args:
+        queries: Query text per query id.
+        scored: First-stage ``(id, score)`` pairs per query id, best first.
+        texts: Text of each candidate id.
+        embedder: Scores query likelihood.
+        config: The ``[retrieval.rerank]`` table.
+
+    Returns:
+        Per query id, its reranked list.
+
+    """
+    scorer: Likelihood = embedder
+    batch = getattr(embedder, "pair_likelihoods", None)
+    if callable(batch):
+        top = config.top_k
+        wanted = ((queries[q], texts[d]) for q, hits in scored.items() for d, _ in hits[:top])
+        pairs = list(dict.fromkeys(wanted))
+        values = batch(
+            pairs,
+            prompt=config.prompt,
+            max_passage_tokens=config.max_passage_tokens,
+            batch_size=config.batch_size,
+        )
+        scorer = PairTable(dict(zip(pairs, values)))
+    return {q: rerank(queries[q], hits, texts, scorer, config) for q, hits in scored.items()}
