@@ -256,3 +256,28 @@ def test_a_cache_locked_by_another_process_is_a_miss_not_an_error(
     np.testing.assert_allclose(got, plain, atol=1e-6)
     assert "locked" in caplog.text or "unreadable" in caplog.text
     assert not any(p.name.startswith("vectors.sqlite3.corrupt-") for p in cache_dir.iterdir())
+
+
+def test_a_pass_interrupted_midway_keeps_the_slices_it_finished(tmp_path, model_dirs, monkeypatch):
+    from promptembed.engine import embedder as module
+
+    monkeypatch.setattr(module, "_CACHE_SLICE", 2)
+    cache = str(tmp_path / "cache")
+    texts = [f"sentence number {i}" for i in range(6)]
+    emb = PromptEmbedder(str(model_dirs["llama"]), device="cpu", embedding_cache=cache)
+    want = PromptEmbedder(str(model_dirs["llama"]), device="cpu").embed(texts)
+    real, calls = emb._compute, []
+
+    def killed_on_the_third_slice(route, items, batch_size, bar):
+        calls.append(len(items))
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(route, items, batch_size, bar)
+
+    monkeypatch.setattr(emb, "_compute", killed_on_the_third_slice)
+    with pytest.raises(KeyboardInterrupt):
+        emb.embed(texts)
+    rows = count_forward_rows(monkeypatch)
+    again = PromptEmbedder(str(model_dirs["llama"]), device="cpu", embedding_cache=cache)
+    np.testing.assert_allclose(again.embed(texts), want, atol=1e-5)
+    assert sum(rows) == 2  # only the slice the interruption lost was computed again

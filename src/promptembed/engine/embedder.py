@@ -445,10 +445,12 @@ class PromptEmbedder:
             if hit is not None:
                 out[i] = hit
         bar.update(len(texts) - len(missing))
-        if missing:
-            fresh = self._compute(route, [texts[i] for i in missing], batch_size, bar)
-            out[missing] = fresh
-            route.cache.put([texts[i] for i in missing], fresh)
+        # Stored slice by slice: a long pass that is killed keeps what it computed.
+        for start in range(0, len(missing), _CACHE_SLICE):
+            part = missing[start : start + _CACHE_SLICE]
+            fresh = self._compute(route, [texts[i] for i in part], batch_size, bar)
+            out[part] = fresh
+            route.cache.put([texts[i] for i in part], fresh)
         return out
 
     def _compute(
@@ -734,6 +736,7 @@ def _check_positive(**values: int | None) -> None:
             raise ValueError(f"{name} must be >= 1 (or None for the config's default), got {value}")
 
 
+_CACHE_SLICE = 512  # texts computed between two writes to the embedding cache
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # promptembed/, not engine/
 
 
