@@ -660,10 +660,10 @@ class PromptEmbedder:
 
         For batch reranking (an evaluation, a job over many queries), where one passage
         is a candidate of several queries: the pairs are grouped by passage (and
-        prompt), the passage's prompt runs through the model once, and its queries are
-        scored in batches against its cached keys and values. Scores equal
-        :meth:`query_likelihood`'s pair by pair (tested), at a fraction of the cost when
-        passages repeat.
+        prompt); a passage of several queries runs its prompt through the model once,
+        and its queries are scored in batches against the cached keys and values. The
+        other pairs run whole, batched together. Scores equal :meth:`query_likelihood`'s
+        pair by pair (tested).
 
         Args:
             pairs: ``(query, passage)`` pairs.
@@ -690,10 +690,14 @@ class PromptEmbedder:
         scores = np.empty(len(pairs))
         show = self.config.show_progress
         with tqdm(total=len(pairs), disable=not show, unit="pair", desc="likelihood") as bar:
+            singles: list[tuple[int, list[int], int]] = []  # (pair, ids, query length)
             for (text, passage), members in groups.items():
                 with self._tokenizer_lock:
                     (prefix,) = head_ids(self.tokenizer, text, [passage], max_passage_tokens)
                     tails = [tail_ids(self.tokenizer, text, checked[i][0]) for i in members]
+                if len(members) == 1:  # nothing to share: batched with other such pairs
+                    singles.append((members[0], prefix + tails[0], len(tails[0])))
+                    continue
                 for start in range(0, len(members), size):
                     batch = tails[start : start + size]
                     with self._locks[0]:
@@ -701,6 +705,15 @@ class PromptEmbedder:
                             self.model, self._sparse_head, prefix, batch, pad, softcap
                         )
                     bar.update(len(batch))
+            singles.sort(key=lambda single: len(single[1]))
+            for start in range(0, len(singles), size):
+                batch = singles[start : start + size]
+                with self._locks[0]:
+                    scores[[i for i, _, _ in batch]] = mean_log_likelihood(
+                        self.model, self._sparse_head, [ids for _, ids, _ in batch],
+                        [t for _, _, t in batch], pad, softcap,
+                    )  # fmt: skip
+                bar.update(len(batch))
         return scores
 
     def _likelihood_query(self, query: str, prompt: str) -> tuple[str, str]:

@@ -106,18 +106,11 @@ def shared_head_log_likelihood(
             use_cache=True,
             **{kw: expanded_cache(cache, n)},
         ).last_hidden_state
-        # position j of `predicting` predicts tail token j; only real tokens are scored,
-        # _HEAD_ROWS at a time (a row of logits is the whole vocabulary)
+        # position j of `predicting` predicts tail token j; only real tokens are scored
         predicting = torch.cat([first.expand(n, -1, -1), states[:, :-1]], dim=1)
         rows, cols = mask.nonzero(as_tuple=True)
-        total = torch.zeros(n, dtype=torch.float64)
-        for at in range(0, len(rows), _HEAD_ROWS):
-            r, c = rows[at : at + _HEAD_ROWS], cols[at : at + _HEAD_ROWS]
-            logits = (predicting[r.to(device), c.to(device)] @ head.T).float()
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
-            picked = logits.gather(-1, ids[r, c].to(device).unsqueeze(-1)).squeeze(-1)
-            total.index_add_(0, r, (picked - torch.logsumexp(logits, dim=-1)).double().cpu())
+        total = _scored(predicting[rows.to(device), cols.to(device)], head, ids[rows, cols], rows,
+                        n, softcap)  # fmt: skip
     return (total / mask.sum(dim=1)).numpy()
 
 
@@ -125,7 +118,7 @@ def mean_log_likelihood(
     model: Any,
     head: torch.Tensor,
     sequences: Sequence[Sequence[int]],
-    tail: int,
+    tail: int | Sequence[int],
     pad_id: int,
     softcap: float | None = None,
 ) -> np.ndarray:
@@ -133,29 +126,51 @@ def mean_log_likelihood(
 
     Sequences are right-padded into one batch; ``model`` is a transformers base model
     (its output is the final, normed hidden state) and ``head`` the ``(vocab, hidden)``
-    LM head weight.
+    LM head weight. ``tail`` is one length for all sequences or one per sequence.
     """
     import torch
 
     device = head.device
+    n = len(sequences)
+    tails = [tail] * n if isinstance(tail, int) else list(tail)
     lengths = [len(s) for s in sequences]
-    width = max(lengths)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    ids = torch.full((n, max(lengths)), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
     for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq)
+        ids[row, : len(seq)] = torch.tensor(list(seq))
         mask[row, : len(seq)] = 1
-    # The state at position j predicts token j + 1: the query's tokens are predicted by
-    # the `tail` positions that end one before each sequence's end.
-    rows = torch.arange(len(sequences)).unsqueeze(1)
-    ends = torch.tensor(lengths).unsqueeze(1)
-    at = ends - tail - 1 + torch.arange(tail).unsqueeze(0)
+    # The state at position j predicts token j + 1: a sequence's tail tokens are
+    # predicted by the positions that end one before its end.
+    rows = torch.tensor([r for r in range(n) for _ in range(tails[r])], dtype=torch.long)
+    at = torch.tensor([lengths[r] - tails[r] - 1 + j for r in range(n) for j in range(tails[r])])
     with torch.inference_mode():
         states = model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-        logits = (states[rows.to(device), at.to(device)] @ head.T).float()
+        total = _scored(states[rows.to(device), at.to(device)], head, ids[rows, at + 1], rows, n,
+                        softcap)  # fmt: skip
+    return (total / torch.tensor(tails, dtype=torch.float64)).numpy()
+
+
+def _scored(
+    predicting: torch.Tensor,
+    head: torch.Tensor,
+    targets: torch.Tensor,
+    rows: torch.Tensor,
+    n: int,
+    softcap: float | None,
+) -> torch.Tensor:
+    """Per row, the summed log-probability of its targets, ``_HEAD_ROWS`` positions at a time.
+
+    ``predicting[i]`` is the state that predicts ``targets[i]`` of row ``rows[i]``; a row
+    of logits is the whole vocabulary, so they are made a slice at a time.
+    """
+    import torch
+
+    total = torch.zeros(n, dtype=torch.float64)
+    for at in range(0, len(rows), _HEAD_ROWS):
+        cut = slice(at, at + _HEAD_ROWS)
+        logits = (predicting[cut] @ head.T).float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        targets = ids[rows, at + 1].to(device)
-        picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        scores = (picked - torch.logsumexp(logits, dim=-1)).mean(dim=1)
-    return scores.cpu().numpy().astype(np.float64)
+        picked = logits.gather(-1, targets[cut].to(logits.device).unsqueeze(-1)).squeeze(-1)
+        total.index_add_(0, rows[cut], (picked - torch.logsumexp(logits, dim=-1)).double().cpu())
+    return total
