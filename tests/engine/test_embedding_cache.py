@@ -268,11 +268,11 @@ def test_a_pass_interrupted_midway_keeps_the_slices_it_finished(tmp_path, model_
     want = PromptEmbedder(str(model_dirs["llama"]), device="cpu").embed(texts)
     real, calls = emb._compute, []
 
-    def killed_on_the_third_slice(route, items, batch_size, bar):
+    def killed_on_the_third_slice(route, items, *args):
         calls.append(len(items))
         if len(calls) == 3:
             raise KeyboardInterrupt("killed")
-        return real(route, items, batch_size, bar)
+        return real(route, items, *args)
 
     monkeypatch.setattr(emb, "_compute", killed_on_the_third_slice)
     with pytest.raises(KeyboardInterrupt):
@@ -281,3 +281,29 @@ def test_a_pass_interrupted_midway_keeps_the_slices_it_finished(tmp_path, model_
     again = PromptEmbedder(str(model_dirs["llama"]), device="cpu", embedding_cache=cache)
     np.testing.assert_allclose(again.embed(texts), want, atol=1e-5)
     assert sum(rows) == 2  # only the slice the interruption lost was computed again
+
+
+def test_truncation_is_warned_once_per_call_not_once_per_cache_slice(
+    tmp_path, model_dirs, monkeypatch
+):
+    import warnings
+
+    from promptembed.engine import embedder as module
+
+    monkeypatch.setattr(module, "_CACHE_SLICE", 2)
+    emb = PromptEmbedder(
+        str(model_dirs["llama"]),
+        device="cpu",
+        template="eol",
+        max_length=20,
+        embedding_cache=str(tmp_path / "c"),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb.embed(
+            [f"a rather long sentence number {i} that runs past eight tokens" for i in range(5)]
+        )
+    messages = [str(w.message) for w in caught if "truncated" in str(w.message)]
+    assert messages == [
+        "5 of 5 texts were truncated to fit max_length=20 tokens (the template's suffix is kept)"
+    ]

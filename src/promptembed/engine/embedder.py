@@ -446,17 +446,36 @@ class PromptEmbedder:
                 out[i] = hit
         bar.update(len(texts) - len(missing))
         # Stored slice by slice: a long pass that is killed keeps what it computed.
+        truncated: list[int] = []
         for start in range(0, len(missing), _CACHE_SLICE):
             part = missing[start : start + _CACHE_SLICE]
-            fresh = self._compute(route, [texts[i] for i in part], batch_size, bar)
+            fresh = self._compute(route, [texts[i] for i in part], batch_size, bar, truncated)
             out[part] = fresh
             route.cache.put([texts[i] for i in part], fresh)
+        self._warn_truncated(sum(truncated), len(missing))  # once for the whole call
         return out
 
+    def _warn_truncated(self, truncated: int, total: int) -> None:
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {total} texts were truncated to fit max_length="
+                f"{self.config.max_length} tokens (the template's suffix is kept)",
+                stacklevel=_caller_stacklevel(),
+            )
+
     def _compute(
-        self, route: _Route, texts: list[str], batch_size: int | None, bar: Any
+        self,
+        route: _Route,
+        texts: list[str],
+        batch_size: int | None,
+        bar: Any,
+        truncations: list[int] | None = None,
     ) -> np.ndarray:
-        """Raw pooled float32 vectors for one route, in input order."""
+        """Raw pooled float32 vectors for one route, in input order.
+
+        Truncated texts are warned about here, or counted into ``truncations`` for a
+        caller that warns once for several calls.
+        """
         fwd = route.forward
         shape = (len(fwd.layers), self.hidden_size) if fwd.multi else (self.hidden_size,)
         out = np.empty((len(texts), *shape), dtype=np.float32)
@@ -465,12 +484,10 @@ class PromptEmbedder:
         with self._tokenizer_lock:
             ids, truncated = route.prompts.encode(texts)
             aux_ids = route.aux.prompts.encode(texts)[0] if route.aux else None
-        if truncated:
-            warnings.warn(
-                f"{truncated} of {len(texts)} texts were truncated to fit max_length="
-                f"{self.config.max_length} tokens (the template's suffix is kept)",
-                stacklevel=_caller_stacklevel(),
-            )
+        if truncations is not None:
+            truncations.append(truncated)
+        else:
+            self._warn_truncated(truncated, len(texts))
         cached = [fwd.uses_prefix(x) for x in ids]
         skip = len(fwd.prefix.ids) if fwd.prefix is not None else 0
         lengths = [len(x) - skip if c else len(x) for x, c in zip(ids, cached)]
