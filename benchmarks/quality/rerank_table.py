@@ -14,8 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-STAGES = ["bm25", "dense", "config-fusion", *(f"fusion-dense0.{i}" for i in range(1, 6))]
-
 
 def _best(rows: dict[str, float], stage: str, top_k: int) -> tuple[float, str] | None:
     mine = {k: v for k, v in rows.items() if k.startswith(f"{stage}+qlm@{top_k}w")}
@@ -36,7 +34,7 @@ def per_collection(result: dict) -> str:
         "| first stage | alone | + rerank top 10 (best weight) | + rerank top 20 (best weight) |",
         "|---|---|---|---|",
     ]
-    for stage in STAGES:
+    for stage in [k for k in rows if "+qlm" not in k]:  # every first stage, as swept
         cells = [f"{rows[stage]:.4f} ({rows[stage] - bm25:+.4f})"]
         for top_k in (10, 20):
             best = _best(rows, stage, top_k)
