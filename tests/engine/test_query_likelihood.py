@@ -134,3 +134,12 @@ def test_pair_likelihoods_equal_query_likelihood_pair_by_pair_in_any_order(embed
 def test_pair_likelihoods_refuse_bad_pairs(embedder_factory, pairs, error):
     with pytest.raises(error):
         embedder_factory("llama").pair_likelihoods(pairs)
+
+
+def test_sparse_vectors_work_after_reranking_loaded_the_lm_head(model_dirs):
+    from promptembed import PromptEmbedder
+
+    emb = PromptEmbedder(str(model_dirs["llama"]), device="cpu")  # fresh: nothing loaded
+    emb.query_likelihood(QUERY, PASSAGES[:1])
+    rows = emb.embed_sparse(PASSAGES[:2])
+    assert rows.shape[0] == 2 and rows.nnz > 0

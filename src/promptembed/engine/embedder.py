@@ -597,8 +597,9 @@ class PromptEmbedder:
                 f"sparse output needs pooling='last' (the logits of the prompt's last "
                 f"token), got pooling={self.config.pooling!r}"
             )
-        if self._sparse_head is None:
+        if self._sparse_head is None:  # reranking may have loaded it already
             self._sparse_head = output_head(self.model, self._loaded.source_path)
+        if self._word_ids is None:
             self._word_ids = WordIds(self.tokenizer, self._tokenizer_lock)
         if kind not in self._sparse_routes:
             specs = self.config.templates if kind == "document" else self.config.query_templates
