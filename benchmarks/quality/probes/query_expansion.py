@@ -70,7 +70,12 @@ def main() -> None:
     index, ids = LexicalIndex(list(docs), list(docs.values())), list(docs)
     vocab = index.bm25.vocab_dict
     words = expansion_words(emb, rows, list(qs.values()), vocab)
-    base = [index.bm25.get_scores([t for t in tokenize(q) if t in vocab]) for q in qs.values()]
+
+    def bm25(tokens: list[str]) -> np.ndarray:
+        known = [t for t in tokens if t in vocab]
+        return index.bm25.get_scores(known) if known else np.zeros(len(ids))
+
+    base = [bm25(tokenize(q)) for q in qs.values()]
 
     def ndcg(m: int, lam: float) -> float:
         ranked = {}
@@ -80,7 +85,7 @@ def main() -> None:
             if top and lam:
                 w = np.array([x for _, x in top])
                 for (term, _), wi in zip(top, w / w.max()):
-                    s += lam * wi * index.bm25.get_scores([term])
+                    s += lam * wi * bm25([term])
             order = np.argsort(-s)[:100]
             ranked[qid] = [ids[j] for j in order if s[j] > 0]
         return round(ndcg_recall(ranked, {q: qrels[q] for q in qs})[0], 4)
