@@ -24,7 +24,7 @@ from promptembed.config import Config, RetrievalConfig, load_config
 from promptembed.registry import shared_embedder
 from promptembed.retrieval.fusion import Hits, fuse
 from promptembed.retrieval.lexical import LexicalIndex, content_digest
-from promptembed.retrieval.rerank import check_reranker, rerank
+from promptembed.retrieval.rerank import check_local_model, check_reranker, rerank
 from promptembed.retrieval.sparse_index import SparseIndex, top_hits
 from promptembed.retrieval.sparse_side import sync_sparse
 from promptembed.store.collections import stored_records
@@ -121,22 +121,31 @@ def sparse_path(config: Config) -> Path:
     return folder.with_name(folder.name + ".sparse.npz")
 
 
-def sync_store(config: Config, collection: Any, embedder: PromptEmbedder | None = None) -> None:
+def sync_store(
+    config: Config, collection: Any, embedder: PromptEmbedder | None = None
+) -> tuple[LexicalIndex | None, SparseIndex | None]:
     """Bring the store's side indexes (BM25, sparse) in line with its collection.
 
-    ``promptembed index`` calls this once its upserts and deletes are done. The sparse
-    side embeds only chunks it has no current row for; the model is loaded (or the
-    given ``embedder`` used) only then.
+    ``promptembed index`` calls this once its upserts and deletes are done, and a
+    retriever when it opens or finds a side stale. The sparse side embeds only chunks it
+    has no current row for; the model is loaded (or the given ``embedder`` used) only
+    then.
+
+    Returns:
+        The lexical and the sparse index, each None where no channel uses it.
+
     """
     active = config.retrieval.active
+    lexical = sparse = None
     if "bm25" in active:
-        sync_lexical(collection, lexical_folder(config), config.retrieval)
+        lexical = sync_lexical(collection, lexical_folder(config), config.retrieval)
     if "sparse" in active:
 
         def embed(texts: list[str]) -> Any:
             return (embedder or shared_embedder(config.embedder)).embed_sparse(texts)
 
-        sync_sparse(collection, sparse_path(config), embed)
+        sparse = sync_sparse(collection, sparse_path(config), embed)
+    return lexical, sparse
 
 
 class HybridRetriever:
@@ -163,6 +172,8 @@ class HybridRetriever:
         self.collection, self.embedder = open_for_reading(self.config, embedder)
         if self.retrieval.rerank is not None:
             check_reranker(self.embedder)
+        if "sparse" in self.retrieval.active:
+            check_local_model(self.embedder, "embed_sparse", "retrieval.channels 'sparse'")
         self._space = space_of(self.collection)  # an adopted drop-in store may use l2 or ip
         self._lock = threading.Lock()
         self.lexical: LexicalIndex | None = None
@@ -171,20 +182,7 @@ class HybridRetriever:
 
     def _sync_sides(self) -> None:
         """Each side index in line with the collection (run at open, and when stale)."""
-        active = self.retrieval.active
-        if "bm25" in active:
-            self.folder = lexical_folder(self.config)
-            self.lexical = sync_lexical(self.collection, self.folder, self.retrieval)
-        if "sparse" in active:
-            if not callable(getattr(self.embedder, "embed_sparse", None)):
-                raise ValueError(
-                    f"the sparse channel needs the model in this process, but the embedder "
-                    f"is a {type(self.embedder).__name__}; drop 'sparse' from "
-                    "[retrieval] channels or pass a PromptEmbedder"
-                )
-            self.sparse = sync_sparse(
-                self.collection, sparse_path(self.config), self.embedder.embed_sparse
-            )
+        self.lexical, self.sparse = sync_store(self.config, self.collection, self.embedder)
 
     def _fresh_sides(self) -> None:
         """Resync the side indexes if the collection's size moved since they were built."""

@@ -41,11 +41,24 @@ def check_reranker(embedder: object) -> None:
         ValueError: Naming the embedder's type and what to do instead.
 
     """
-    if not callable(getattr(embedder, "query_likelihood", None)):
+    check_local_model(embedder, "query_likelihood", "[retrieval.rerank]")
+
+
+def check_local_model(embedder: object, method: str, setting: str) -> None:
+    """Refuse an embedder without ``method``, which ``setting`` needs (a client of a server).
+
+    Reranking and the sparse channel read the model's logits; a client-mode embedder
+    only receives dense vectors.
+
+    Raises:
+        ValueError: Naming the setting, the embedder's type and what to do instead.
+
+    """
+    if not callable(getattr(embedder, method, None)):
         raise ValueError(
-            f"[retrieval.rerank] needs the model in this process, but the embedder is a "
+            f"{setting} needs the model in this process, but the embedder is a "
             f"{type(embedder).__name__} (client mode sends texts to a server that only "
-            "embeds); drop [embedder] server or [retrieval.rerank]"
+            f"embeds); drop [embedder] server or {setting}"
         )
 
 
