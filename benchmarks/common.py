@@ -29,6 +29,12 @@ SCIFACT = DATA / "scifact"
 SCIFACT_CORPUS = SCIFACT / "corpus.jsonl"
 REF_BATCH = 16
 """The paper's reference computation: a fixed batch of 16 texts in input order."""
+DEV_SETS = {
+    "scifact": ("scifact", "queries.jsonl", "qrels/train.tsv"),
+    "nfcorpus": ("nfcorpus", "queries-dev.jsonl", "qrels/dev.tsv"),
+    "cmrc": ("cmrc2018-passages", "queries-dev.jsonl", "qrels/dev.tsv"),
+}
+"""The retrieval collections tuned on: folder under DATA, queries file, qrels file."""
 
 
 def results_dir(script: str) -> Path:
@@ -37,6 +43,28 @@ def results_dir(script: str) -> Path:
 
 
 # -- inputs -------------------------------------------------------------------------------
+def read_dev_set(
+    name: str, queries: int | None = None
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+    """Corpus, judged queries (the first ``queries`` of them, file order) and qrels."""
+    from promptembed.evaluation import read_beir
+
+    folder, query_file, qrels_file = DEV_SETS[name]
+    root = DATA / folder
+    docs, qs, qrels = read_beir(root / "corpus.jsonl", root / query_file, root / qrels_file)
+    if queries is not None:
+        qs = dict(list(qs.items())[:queries])
+    return docs, qs, qrels
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print a benchmark's result as one JSON line, and write it to ``out`` if given."""
+    text = json.dumps(result, ensure_ascii=False)
+    print(text)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+
+
 def sts_sentences(path: Path = STS_DEV) -> list[str]:
     """The distinct sentences of an STS-B CSV, in file order (header cells skipped)."""
     texts: list[str] = []

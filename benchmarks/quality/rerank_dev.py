@@ -29,20 +29,14 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks.common import DATA
+from benchmarks.common import DEV_SETS, emit, read_dev_set
 from promptembed import PromptEmbedder
 from promptembed.config import RerankConfig, load_config
-from promptembed.evaluation import read_beir
 from promptembed.evaluation.metrics import ndcg_recall
 from promptembed.evaluation.retrieval import corpus_channels, fused_scores
 from promptembed.retrieval.rerank import PairTable, rerank
 
 DENSE = (0.1, 0.2, 0.3, 0.4, 0.5)
-SETS = {
-    "scifact": ("scifact", "queries.jsonl", "qrels/train.tsv"),
-    "nfcorpus": ("nfcorpus", "queries-dev.jsonl", "qrels/dev.tsv"),
-    "cmrc": ("cmrc2018-passages", "queries-dev.jsonl", "qrels/dev.tsv"),
-}
 
 
 def _ndcg(scored: dict[str, list[tuple[str, float]]], qrels: dict) -> float:
@@ -112,7 +106,7 @@ def likelihoods(embedder, qs, docs, stages, depth: int, prompt: str, tokens: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=sorted(SETS), required=True)
+    parser.add_argument("--set", choices=sorted(DEV_SETS), required=True)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--config", default="examples/configs/best-retrieval.toml")
     parser.add_argument("--prompt", default="auto")
@@ -127,10 +121,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    folder, queries, qrels_file = SETS[args.set]
-    root = DATA / folder
-    docs, qs, qrels = read_beir(root / "corpus.jsonl", root / queries, root / qrels_file)
-    qs = dict(list(qs.items())[: args.queries])
+    docs, qs, qrels = read_dev_set(args.set, args.queries)
     stages, embedder, per_doc = first_stages(args, docs, qs)
     saved = args.cache_likelihoods / f"{args.set}-{args.prompt}-{args.max_passage_tokens}.json"
     table, per_pair, pairs = likelihoods(
@@ -160,10 +151,7 @@ def main() -> None:
         "load": os.getloadavg(),
         "ndcg@10": rows,
     }
-    text = json.dumps(result, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

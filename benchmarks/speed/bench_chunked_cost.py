@@ -20,22 +20,19 @@ Run it alone; the load average is printed with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
-from benchmarks.common import DATA
-from benchmarks.quality.rerank_dev import SETS
+from benchmarks.common import DEV_SETS, emit, read_dev_set
 from promptembed import PromptEmbedder
 from promptembed.config import IndexConfig, load_config
-from promptembed.evaluation import read_beir
 from promptembed.evaluation.retrieval import split_documents
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=sorted(SETS), required=True)
+    parser.add_argument("--set", choices=sorted(DEV_SETS), required=True)
     parser.add_argument("--docs", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--config", default="examples/configs/best-retrieval.toml")
@@ -44,9 +41,7 @@ def main() -> None:
     parser.add_argument("--chunk-max-length", type=int, default=80)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    folder, queries, qrels = SETS[args.set]
-    root = DATA / folder
-    docs, _, _ = read_beir(root / "corpus.jsonl", root / queries, root / qrels)
+    docs, _, _ = read_dev_set(args.set)
     docs = dict(list(docs.items())[: args.docs])
     fields = load_config(args.config).embedder.model_dump(exclude_unset=True)
     cut = PromptEmbedder(**fields)
@@ -76,10 +71,7 @@ def main() -> None:
         "load": os.getloadavg(),
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
     }
-    text = json.dumps(result)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

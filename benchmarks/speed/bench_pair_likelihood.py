@@ -22,34 +22,28 @@ Run it alone; the load average is printed with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DATA
-from benchmarks.quality.rerank_dev import SETS
+from benchmarks.common import DEV_SETS, emit, read_dev_set
 from promptembed import PromptEmbedder
 from promptembed.config import load_config
-from promptembed.evaluation import read_beir
 from promptembed.retrieval import lexical_index
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=sorted(SETS), required=True)
+    parser.add_argument("--set", choices=sorted(DEV_SETS), required=True)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--config", default="examples/configs/best-retrieval.toml")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    folder, queries, qrels = SETS[args.set]
-    docs, qs, _ = read_beir(DATA / folder / "corpus.jsonl", DATA / folder / queries,
-                            DATA / folder / qrels)  # fmt: skip
-    qs = dict(list(qs.items())[: args.queries])
+    docs, qs, _ = read_dev_set(args.set, args.queries)
     cfg = load_config(args.config)
     rr = cfg.retrieval.rerank
     index = lexical_index(list(docs), list(docs.values()), cfg.retrieval)
@@ -86,10 +80,7 @@ def main() -> None:
         "load": os.getloadavg(),
         "model": cfg.embedder.model,
     }
-    text = json.dumps(result)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,14 @@ printed with them).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 from pathlib import Path
 
-from benchmarks.common import DATA
-from benchmarks.quality.rerank_dev import SETS
+from benchmarks.common import DEV_SETS, emit, read_dev_set
 from promptembed import PromptEmbedder
 from promptembed.config import RerankConfig, load_config
-from promptembed.evaluation import read_beir
 from promptembed.retrieval import lexical_index
 from promptembed.retrieval.rerank import rerank
 
@@ -44,15 +41,13 @@ def _median_seconds(calls) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=sorted(SETS), required=True)
+    parser.add_argument("--set", choices=sorted(DEV_SETS), required=True)
     parser.add_argument("--config", default="examples/configs/best-retrieval.toml")
     parser.add_argument("--docs", type=int, default=128)
     parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    folder, queries, qrels = SETS[args.set]
-    root = DATA / folder
-    docs, qs, _ = read_beir(root / "corpus.jsonl", root / queries, root / qrels)
+    docs, qs, _ = read_dev_set(args.set)
     cfg = load_config(args.config)
     ids, texts = list(docs), list(docs.values())
 
@@ -90,10 +85,7 @@ def main() -> None:
         "load": os.getloadavg(),
         "threads": os.cpu_count(),
     }
-    text = json.dumps(result)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

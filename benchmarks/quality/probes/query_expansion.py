@@ -20,10 +20,8 @@ import json
 
 import numpy as np
 
-from benchmarks.common import DATA
-from benchmarks.quality.rerank_dev import SETS
+from benchmarks.common import DEV_SETS, read_dev_set
 from promptembed import PromptEmbedder
-from promptembed.evaluation import read_beir
 from promptembed.evaluation.metrics import ndcg_recall
 from promptembed.retrieval.lexical import LexicalIndex, tokenize
 
@@ -55,14 +53,11 @@ def expansion_words(emb, rows, queries, known) -> list[dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=sorted(SETS), required=True)
+    parser.add_argument("--set", choices=sorted(DEV_SETS), required=True)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--template", default="eol@-1")
     args = parser.parse_args()
-    folder, qf, rf = SETS[args.set]
-    root = DATA / folder
-    docs, qs, qrels = read_beir(root / "corpus.jsonl", root / qf, root / rf)
-    qs = dict(list(qs.items())[: args.queries])
+    docs, qs, qrels = read_dev_set(args.set, args.queries)
     emb = PromptEmbedder("gemma-3-270m", template="cot@-3", query_template=args.template)
     emb._sparse_routes_for("query")  # loads the head and the word filter, then replace it
     emb._word_ids = EveryToken(emb.model.config.get_text_config().vocab_size)
