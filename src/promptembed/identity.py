@@ -8,6 +8,7 @@ share an embedding-cache entry, or share a calibration. An identity is:
 * the calibration, by the content hash of its file (never its path, so a collection
   and its config can move to another directory or machine);
 * the weights, by a fingerprint of the loaded files (:func:`weights_fingerprint`);
+  once both sides know it, it stands for the model: a local model folder may move;
 * the precision: the resolved dtype (``float32``, ``bfloat16``, ``float16``, ``int8``).
 
 Every other field is in :data:`RUNTIME_FIELDS`: it changes how fast or where vectors
@@ -53,6 +54,8 @@ VECTOR_FIELDS = (
     "token_prepending",
     "contrastive",
 )
+# Where the weights were loaded from: moot once their content fingerprints agree.
+_SOURCE_FIELDS = frozenset({"model", "gguf_file"})
 # Fields that change the vectors but are recorded in their own form.
 CALIBRATION_FIELD = "calibration"  # by content hash
 PRECISION_FIELD = "dtype"  # by the resolved dtype
@@ -86,6 +89,7 @@ NEVER_STORED = frozenset(
         "token_env",
         "server",
         "server_api_key_env",
+        "cache_dir",
     }
 )
 
@@ -166,9 +170,16 @@ class VectorIdentity:
         return cls(plain(fields), named or calibration)
 
     def differences(self, other: VectorIdentity) -> list[str]:
-        """Names of what differs; unknown weights or precision are not compared."""
+        """Names of what differs; unknown weights or precision are not compared.
+
+        Where both weights fingerprints are known and equal, the model is the same by
+        content, so where it was loaded from (``model``, ``gguf_file``) is not compared:
+        a local model directory may move, or sit elsewhere on another machine.
+        """
+        same_weights = self.weights is not None and self.weights == other.weights
         diff = sorted(k for k in set(self.fields) | set(other.fields)
-                      if _unset(self.fields.get(k)) != _unset(other.fields.get(k)))  # fmt: skip
+                      if _unset(self.fields.get(k)) != _unset(other.fields.get(k))
+                      and not (same_weights and k in _SOURCE_FIELDS))  # fmt: skip
         if self.calibration != other.calibration:
             diff.append("calibration")
         if None not in (self.weights, other.weights) and self.weights != other.weights:

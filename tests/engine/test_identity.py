@@ -92,6 +92,25 @@ def test_precision_compares_by_class_but_keys_exactly():
     assert fp32.key() != bf16.key()  # the embedding cache never serves bf16 for fp32
 
 
+def test_the_model_source_is_compared_only_while_the_weights_are_unknown():
+    here = VectorIdentity({"model": "/data/models/m", "gguf_file": None}, None, "w", None)
+    there = VectorIdentity({"model": "/opt/m", "gguf_file": None}, None, "w", None)
+    other = VectorIdentity({"model": "/opt/m", "gguf_file": None}, None, "v", None)
+    assert here.differences(there) == []  # the same content, loaded from elsewhere
+    assert here.differences(other) == ["model", "weights"]
+    unknown = VectorIdentity({"model": "/opt/m", "gguf_file": None})
+    assert here.differences(VectorIdentity(here.fields)) == []
+    assert VectorIdentity(here.fields).differences(unknown) == ["model"]
+
+
+# Machine paths (the collection may move), secrets' places, and unsafe switches.
+@pytest.mark.parametrize(
+    "name", ["cache_dir", "embedding_cache", "server", "token_env", "trust_remote_code"]
+)
+def test_machine_local_fields_are_never_stored(name):
+    assert name not in stored_fields(EmbedderConfig(**{name: CHANGED[name]}))
+
+
 def _calibration(model_dir, folder, **fields) -> str:
     base = PromptEmbedder(str(model_dir), device="cpu", **fields)
     sample = [f"text {i} about {w}" for i, w in enumerate(["bees", "rain", "tax"] * 4)]

@@ -180,6 +180,20 @@ def test_same_embedder_reopens(tmp_path, model_dirs, ke):
     assert again.count() == 1
 
 
+def test_a_moved_model_directory_still_opens_its_collection(tmp_path, model_dirs):
+    # The weights are compared by content: the folder they load from may move.
+    first, moved = tmp_path / "models" / "a", tmp_path / "elsewhere" / "a-copy"
+    shutil.copytree(model_dirs["llama"], first)
+    db = tmp_path / "db"
+    col = open_collection(store_config(first, db), embedder=PromptEmbedder(str(first)))
+    col.add(ids=["a", "b"], documents=DOCS[:2])
+    shutil.move(first, moved)
+    again = open_collection(store_config(moved, db))
+    again.add(ids=["c"], documents=DOCS[2:3])
+    assert again.count() == 3
+    assert again.query(query_texts=[DOCS[2]], n_results=1)["ids"] == [["c"]]
+
+
 def _shorter_merges(here) -> None:
     data = json.loads((here / "tokenizer.json").read_text())
     data["model"]["merges"] = data["model"]["merges"][:-40]  # same weights, new tokenizer
