@@ -10,7 +10,6 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from promptembed.config import EmbedderConfig
-from promptembed.engine.embedder import PromptEmbedder
 from promptembed.engine.remote import RemoteEmbedder
 
 if TYPE_CHECKING:
@@ -45,6 +44,8 @@ def shared_embedder(config: EmbedderConfig) -> PromptEmbedder | RemoteEmbedder:
     With ``config.server`` set (client mode) it is a :class:`RemoteEmbedder` of that
     server instead: no model is loaded here, and the identity is the server's.
     """
+    from promptembed.engine.embedder import PromptEmbedder  # torch: only when one is made
+
     key = registry_key(config)
     with _EMBEDDERS_LOCK:
         embedder = _EMBEDDERS.get(key)

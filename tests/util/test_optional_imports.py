@@ -24,6 +24,16 @@ def test_import_pulls_in_no_framework():
 
 
 @pytest.mark.procs
+def test_the_cli_loads_no_model_stack_until_a_command_runs():
+    # `promptembed --help` and argument errors answer at once, not after importing torch.
+    code = (
+        "import sys; from promptembed.cli import app; "
+        "print([m for m in ('torch', 'transformers', 'chromadb', 'fastapi') if m in sys.modules])"
+    )
+    assert run_python(code).stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.procs
 def test_import_is_light_and_missing_extras_are_named():
     code = """
 import sys, json

@@ -27,9 +27,6 @@ from promptembed.cli.base import (
     quiet,
 )
 from promptembed.config import IndexConfig
-from promptembed.engine.embedder import PromptEmbedder
-from promptembed.evaluation.retrieval import evaluate_retrieval
-from promptembed.evaluation.sts import evaluate_sts
 
 
 @eval_app.command("sts")
@@ -60,6 +57,9 @@ def eval_sts(
             batch_size=batch_size,
             show_progress=not (as_json or quiet()),
         )
+        from promptembed.engine.embedder import PromptEmbedder  # torch: only when it runs
+        from promptembed.evaluation.sts import evaluate_sts
+
         embedder = PromptEmbedder(config=cfg.embedder)
         results = [evaluate_sts(embedder, path, name=path.name) for path in data]
     except (ValueError, ImportError, OSError) as error:
@@ -151,6 +151,9 @@ def eval_retrieval(
             cfg.retrieval.rerank
         )
         chunking = _chunking(cfg.index, chunked, chunk_size, chunk_overlap)
+        from promptembed.engine.embedder import PromptEmbedder  # torch: only when it runs
+        from promptembed.evaluation.retrieval import evaluate_retrieval
+
         embedder = PromptEmbedder(config=cfg.embedder) if needs_model else None
         result = evaluate_retrieval(
             embedder, corpus, queries, qrels, cfg.retrieval, limit, chunking

@@ -15,8 +15,6 @@ from promptembed.cli.base import (
     fail,
 )
 from promptembed.config import ServerConfig
-from promptembed.engine.embedder import PromptEmbedder
-from promptembed.server import run
 
 
 @app.command("serve")
@@ -44,6 +42,9 @@ def serve_cmd(
         cfg = cfg.model_copy(update={"server": server})
         cfg.server.check_binding()
         cfg.server.resolved_api_key()
+
+        from promptembed.engine.embedder import PromptEmbedder  # torch: only when it runs
+        from promptembed.server import run  # the `server` extra: named if missing
 
         # Loaded before binding, so that a bad model, cache or calibration file is one line.
         embedder = PromptEmbedder(config=cfg.embedder)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,13 +20,9 @@ from promptembed.cli.base import (
     fail,
     quiet,
 )
-from promptembed.evaluation.tune_config import (
-    StsTuneOptions,
-    calibrate_config,
-    tune_retrieval_config,
-    tune_sts_config,
-)
-from promptembed.evaluation.tuning import TuneResult
+
+if TYPE_CHECKING:  # the work needs torch: imported when a command runs, not for --help
+    from promptembed.evaluation.tuning import TuneResult
 
 
 @app.command("calibrate")
@@ -45,6 +41,8 @@ def calibrate_cmd(
     references it; every adapter, the CLI and Chroma apply it to documents and queries.
     """
     try:
+        from promptembed.evaluation.tune_config import calibrate_config
+
         calibration, path, n_texts = calibrate_config(
             config, samples, method=method, dims=dims, limit=limit
         )
@@ -166,6 +164,8 @@ def tune_cmd(
         return
     sts["templates"] = [t.strip() for t in templates.split(",") if t.strip()]
     try:
+        from promptembed.evaluation.tune_config import StsTuneOptions, tune_sts_config
+
         options = StsTuneOptions(**sts)
         progress = not (as_json or quiet())
         outcome = tune_sts_config(config, options, write=write, show_progress=progress)
@@ -222,6 +222,8 @@ def _tune_retrieval(
             raise ValueError(f"{', '.join(given)} tune STS templates; not with --corpus")
         if not corpus or not queries or not qrels:
             raise ValueError("retrieval tuning needs all of --corpus, --queries and --qrels")
+        from promptembed.evaluation.tune_config import tune_retrieval_config
+
         result = tune_retrieval_config(
             config, corpus, queries, qrels, write=write, show_progress=not (as_json or quiet())
         )

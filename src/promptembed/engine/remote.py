@@ -26,14 +26,13 @@ import os
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from promptembed._util.inputs import check_texts
 from promptembed._util.optional import require
 from promptembed.config import EmbedderConfig, hash_in_name
-from promptembed.engine.embedder import Kind
 from promptembed.identity import (
     CALIBRATION_FIELD,
     VECTOR_FIELDS,
@@ -44,6 +43,9 @@ from promptembed.identity import (
     plain,
     stored_fields,
 )
+
+if TYPE_CHECKING:  # the client never needs torch
+    from promptembed.engine.embedder import Kind
 
 PUBLICATION_FIELD = "promptembed"
 """The model card's extension field that carries the served embedder's identity."""
