@@ -307,3 +307,63 @@ def test_truncation_is_warned_once_per_call_not_once_per_cache_slice(
     assert messages == [
         "5 of 5 texts were truncated to fit max_length=20 tokens (the template's suffix is kept)"
     ]
+
+
+PAIRS = [
+    (q, p)
+    for q in ("where do bees keep honey", "how hot is tea water", "绿茶的水温")
+    for p in ("Bees store honey in wax cells.", "Brew green tea at 80 degrees.", "A hive.")
+]
+
+
+def _scored(emb, monkeypatch) -> list[int]:
+    """Record how many pairs each call of the scoring loop was asked to score."""
+    real, asked = emb._scored_pairs, []
+
+    def counting(checked, passages, todo, *args):
+        asked.append(len(todo))
+        return real(checked, passages, todo, *args)
+
+    monkeypatch.setattr(emb, "_scored_pairs", counting)
+    return asked
+
+
+def test_reranking_scores_are_kept_and_a_rerun_scores_nothing(tmp_path, model_dirs, monkeypatch):
+    cache = str(tmp_path / "cache")
+    plain = PromptEmbedder(str(model_dirs["llama"]), device="cpu").pair_likelihoods(PAIRS)
+    first = PromptEmbedder(str(model_dirs["llama"]), device="cpu", embedding_cache=cache)
+    np.testing.assert_array_equal(first.pair_likelihoods(PAIRS), plain)
+    again = PromptEmbedder(str(model_dirs["llama"]), device="cpu", embedding_cache=cache)
+    asked = _scored(again, monkeypatch)
+    np.testing.assert_array_equal(again.pair_likelihoods(PAIRS[::-1]), plain[::-1])
+    assert asked == [0]
+    # Another passage cut, or another prompt, is another score: computed, never served.
+    again.pair_likelihoods(PAIRS, max_passage_tokens=4)
+    again.pair_likelihoods(PAIRS, prompt="en")  # "auto" gave the Chinese query "zh"
+    assert asked == [0, len(PAIRS), 3]
+
+
+def test_an_interrupted_rerank_keeps_the_scores_it_stored(tmp_path, model_dirs, monkeypatch):
+    from promptembed.engine import embedder as module
+
+    monkeypatch.setattr(module, "_CACHE_SLICE", 4)
+    cache = str(tmp_path / "cache")
+    emb = PromptEmbedder(str(model_dirs["llama"]), device="cpu", embedding_cache=cache)
+    real, yielded = emb._scored_pairs, []
+
+    def killed_after_two_batches(*args):
+        for item in real(*args):
+            if len(yielded) == 2:
+                raise KeyboardInterrupt("killed")
+            yielded.append(len(item[0]))
+            yield item
+
+    monkeypatch.setattr(emb, "_scored_pairs", killed_after_two_batches)
+    with pytest.raises(KeyboardInterrupt):
+        emb.pair_likelihoods(PAIRS, batch_size=2)
+    assert sum(yielded) == 4  # the first slice of 4 scores was stored before the kill
+    again = PromptEmbedder(str(model_dirs["llama"]), device="cpu", embedding_cache=cache)
+    asked = _scored(again, monkeypatch)
+    want = PromptEmbedder(str(model_dirs["llama"]), device="cpu").pair_likelihoods(PAIRS)
+    np.testing.assert_array_equal(again.pair_likelihoods(PAIRS), want)
+    assert asked == [len(PAIRS) - 4]

@@ -108,7 +108,9 @@ def eval_retrieval(
     batch_size: BatchOpt = None,
     embedding_cache: Annotated[
         str | None,
-        typer.Option(help="Embedding cache directory: reuse vectors of an earlier run."),
+        typer.Option(
+            help="Cache directory: reuse the vectors and reranking scores of an earlier run."
+        ),
     ] = None,
     limit: Annotated[
         int | None,

@@ -170,6 +170,7 @@ class PromptEmbedder:
         }
         self._sparse_routes: dict[Kind, list[_Route]] = {}
         self._sparse_head: torch.Tensor | None = None  # loaded on the first sparse call
+        self._likelihood_caches: dict[int, EmbeddingCache] = {}  # by max_passage_tokens
         self._word_ids: WordIds | None = None
         self._calibration: Calibration | None = None
         if config.calibration:
@@ -681,7 +682,11 @@ class PromptEmbedder:
         prompt); a passage of several queries runs its prompt through the model once,
         and its queries are scored in batches against the cached keys and values. The
         other pairs run whole, batched together. Scores equal :meth:`query_likelihood`'s
-        pair by pair (tested).
+        pair by pair (tested), rounded to float32.
+
+        With the config's ``embedding_cache`` set, scores are kept there as they are
+        computed (keyed by the weights, the prompt, the passage cut and the pair): a
+        rerun, or a run after a kill, scores only the pairs it has not seen.
 
         Args:
             pairs: ``(query, passage)`` pairs.
@@ -700,39 +705,78 @@ class PromptEmbedder:
         _check_positive(max_passage_tokens=max_passage_tokens, batch_size=batch_size)
         checked = [self._likelihood_query(q, prompt) for q, _ in pairs]
         passages = check_texts([p for _, p in pairs]) if len(pairs) else []
+        keys = [f"{text}\0{query}\0{passage}" for (query, text), passage in zip(checked, passages)]
+        cache = self._likelihood_cache(max_passage_tokens)
+        scores = np.full(len(pairs), np.nan)
+        if cache is not None and keys:
+            for i, hit in enumerate(cache.get(keys, (1,))):
+                scores[i] = np.nan if hit is None else hit[0]
+        todo = [i for i in range(len(pairs)) if np.isnan(scores[i])]
+        left, done = len(todo), []
+        with tqdm(total=len(pairs), disable=not self.config.show_progress, unit="pair",
+                  desc="likelihood", initial=len(pairs) - left) as bar:  # fmt: skip
+            for picked, values in self._scored_pairs(
+                checked, passages, todo, max_passage_tokens, batch_size
+            ):
+                scores[picked] = values
+                bar.update(len(picked))
+                left, done = left - len(picked), done + picked
+                if cache is not None and (len(done) >= _CACHE_SLICE or not left):
+                    # Stored as it goes: a long rerank that is killed keeps what it scored.
+                    cache.put([keys[i] for i in done], scores[done, None])
+                    done = []
+        # Through float32, as the cache keeps them: a score is the same, cached or fresh.
+        return scores.astype(np.float32).astype(np.float64)
+
+    def _scored_pairs(
+        self,
+        checked: list[tuple[str, str]],
+        passages: list[str],
+        todo: list[int],
+        max_passage_tokens: int,
+        batch_size: int | None,
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Score the pairs ``todo``: ``(pair indices, scores)`` one forward pass at a time."""
         groups: dict[tuple[str, str], list[int]] = {}
-        for i, ((_, text), passage) in enumerate(zip(checked, passages)):
-            groups.setdefault((text, passage), []).append(i)
+        for i in todo:
+            groups.setdefault((checked[i][1], passages[i]), []).append(i)
         softcap, pad = self._likelihood_head()
         size = batch_size or self.config.batch_size
-        scores = np.empty(len(pairs))
-        show = self.config.show_progress
-        with tqdm(total=len(pairs), disable=not show, unit="pair", desc="likelihood") as bar:
-            singles: list[tuple[int, list[int], int]] = []  # (pair, ids, query length)
-            for (text, passage), members in groups.items():
-                with self._tokenizer_lock:
-                    (prefix,) = head_ids(self.tokenizer, text, [passage], max_passage_tokens)
-                    tails = [tail_ids(self.tokenizer, text, checked[i][0]) for i in members]
-                if len(members) == 1:  # nothing to share: batched with other such pairs
-                    singles.append((members[0], prefix + tails[0], len(tails[0])))
-                    continue
-                for start in range(0, len(members), size):
-                    batch = tails[start : start + size]
-                    with self._locks[0]:
-                        scores[members[start : start + size]] = shared_head_log_likelihood(
-                            self.model, self._sparse_head, prefix, batch, pad, softcap
-                        )
-                    bar.update(len(batch))
-            singles.sort(key=lambda single: len(single[1]))
-            for start in range(0, len(singles), size):
-                batch = singles[start : start + size]
+        singles: list[tuple[int, list[int], int]] = []  # (pair, ids, query length)
+        for (text, passage), members in groups.items():
+            with self._tokenizer_lock:
+                (prefix,) = head_ids(self.tokenizer, text, [passage], max_passage_tokens)
+                tails = [tail_ids(self.tokenizer, text, checked[i][0]) for i in members]
+            if len(members) == 1:  # nothing to share: batched with other such pairs
+                singles.append((members[0], prefix + tails[0], len(tails[0])))
+                continue
+            for start in range(0, len(members), size):
                 with self._locks[0]:
-                    scores[[i for i, _, _ in batch]] = mean_log_likelihood(
-                        self.model, self._sparse_head, [ids for _, ids, _ in batch],
-                        [t for _, _, t in batch], pad, softcap,
+                    values = shared_head_log_likelihood(
+                        self.model, self._sparse_head, prefix, tails[start : start + size],
+                        pad, softcap,
                     )  # fmt: skip
-                bar.update(len(batch))
-        return scores
+                yield members[start : start + size], values
+        singles.sort(key=lambda single: len(single[1]))
+        for start in range(0, len(singles), size):
+            batch = singles[start : start + size]
+            with self._locks[0]:
+                values = mean_log_likelihood(
+                    self.model, self._sparse_head, [ids for _, ids, _ in batch],
+                    [t for _, _, t in batch], pad, softcap,
+                )  # fmt: skip
+            yield [i for i, _, _ in batch], values
+
+    def _likelihood_cache(self, max_passage_tokens: int) -> EmbeddingCache | None:
+        """The score cache of :meth:`pair_likelihoods`, beside the vectors (with the config's)."""
+        if not self.config.embedding_cache or self._loaded.fingerprint == "in-memory":
+            return None
+        if max_passage_tokens not in self._likelihood_caches:
+            route = {"likelihood": "mean log-probability", "max_passage_tokens": max_passage_tokens}
+            self._likelihood_caches[max_passage_tokens] = EmbeddingCache(
+                self.config.embedding_cache, {**of_embedder(self).record(), "route": route}
+            )
+        return self._likelihood_caches[max_passage_tokens]
 
     def _likelihood_query(self, query: str, prompt: str) -> tuple[str, str]:
         """The checked query and its prompt (with ``{passage}``), or a clear refusal."""
