@@ -1,7 +1,10 @@
+import shutil
+
 import numpy as np
 import pytest
 
 from promptembed import PromptEmbedder
+from tests.helpers import rewrite_weights
 
 
 def count_forward_rows(monkeypatch) -> list[int]:
@@ -367,3 +370,26 @@ def test_an_interrupted_rerank_keeps_the_scores_it_stored(tmp_path, model_dirs, 
     want = PromptEmbedder(str(model_dirs["llama"]), device="cpu").pair_likelihoods(PAIRS)
     np.testing.assert_array_equal(again.pair_likelihoods(PAIRS), want)
     assert asked == [len(PAIRS) - 4]
+
+
+def test_reranking_scores_are_shared_by_configs_of_one_model_only(
+    tmp_path, model_dirs, monkeypatch
+):
+    cache = str(tmp_path / "cache")
+    PromptEmbedder(str(model_dirs["llama"]), device="cpu", embedding_cache=cache).pair_likelihoods(
+        PAIRS
+    )
+    # Other templates, the same language model: its scores are the same, so they are served.
+    other = PromptEmbedder(
+        str(model_dirs["llama"]), device="cpu", template="eol", max_length=32, embedding_cache=cache
+    )
+    asked = _scored(other, monkeypatch)
+    other.pair_likelihoods(PAIRS)
+    # Other weights: scored afresh.
+    changed = tmp_path / "model"
+    shutil.copytree(model_dirs["llama"], changed)
+    rewrite_weights(changed, seed=3)
+    fresh = PromptEmbedder(str(changed), device="cpu", embedding_cache=cache)
+    asked_fresh = _scored(fresh, monkeypatch)
+    fresh.pair_likelihoods(PAIRS)
+    assert asked == [0] and asked_fresh == [len(PAIRS)]

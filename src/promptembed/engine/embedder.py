@@ -685,8 +685,9 @@ class PromptEmbedder:
         pair by pair (tested), rounded to float32.
 
         With the config's ``embedding_cache`` set, scores are kept there as they are
-        computed (keyed by the weights, the prompt, the passage cut and the pair): a
-        rerun, or a run after a kill, scores only the pairs it has not seen.
+        computed (keyed by the weights, the prompt, the passage cut and the pair, not
+        by the embedding templates): a rerun, a run after a kill, or another config of
+        the same model scores only the pairs it has not seen.
 
         Args:
             pairs: ``(query, passage)`` pairs.
@@ -772,9 +773,18 @@ class PromptEmbedder:
         if not self.config.embedding_cache or self._loaded.fingerprint == "in-memory":
             return None
         if max_passage_tokens not in self._likelihood_caches:
-            route = {"likelihood": "mean log-probability", "max_passage_tokens": max_passage_tokens}
+            # The language model's scores: its weights and precision, not the templates
+            # that shape the vectors, so configs of one model share them.
+            record = of_embedder(self).record()
+            identity = {
+                "likelihood": "mean log-probability",
+                "weights": record["weights"],
+                "precision": record["precision"],
+                "model_kwargs": record["fields"]["model_kwargs"],
+                "max_passage_tokens": max_passage_tokens,
+            }
             self._likelihood_caches[max_passage_tokens] = EmbeddingCache(
-                self.config.embedding_cache, {**of_embedder(self).record(), "route": route}
+                self.config.embedding_cache, identity
             )
         return self._likelihood_caches[max_passage_tokens]
 
