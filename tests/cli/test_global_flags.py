@@ -50,3 +50,29 @@ def test_flags_after_double_dash_are_left_alone(tmp_path):
     out = runner.invoke(app, ["query", "--config", str(tmp_path / "none.toml"), "--", "-v"])
     assert out.exit_code == 2
     assert "Traceback" not in out.output  # -v was the query text, not the flag
+
+
+@pytest.mark.parametrize(
+    ("quiet", "as_json", "terminal", "shown"),
+    [
+        (False, False, False, True),
+        (False, True, True, True),  # --json on stdout; a person watches stderr
+        (False, True, False, False),  # --json read by a program: no bar noise in its logs
+        (True, False, True, False),
+        (True, True, True, False),
+    ],
+)
+def test_progress_follows_quiet_json_and_a_watching_terminal(
+    monkeypatch, quiet, as_json, terminal, shown
+):
+    import io
+
+    from promptembed.cli import base
+
+    class Stderr(io.StringIO):
+        def isatty(self) -> bool:
+            return terminal
+
+    monkeypatch.setattr(base, "_quiet", quiet)
+    monkeypatch.setattr(base.sys, "stderr", Stderr())
+    assert base.progress(as_json) is shown

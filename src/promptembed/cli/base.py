@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 import warnings
 from pathlib import Path
@@ -97,6 +98,15 @@ _quiet = False  # set by -q: no progress bars or status lines
 def quiet() -> bool:
     """Whether ``-q`` was given: commands then show no progress."""
     return _quiet
+
+
+def progress(as_json: bool) -> bool:
+    """Whether to draw progress bars: not with ``-q``, nor for ``--json`` read by a program.
+
+    The bars go to stderr, so ``--json`` keeps them while a person watches (stderr is a
+    terminal): an evaluation that reranks a whole collection runs for an hour on a CPU.
+    """
+    return not _quiet and (not as_json or sys.stderr.isatty())
 
 
 def fail(error: BaseException) -> typer.Exit:

@@ -24,6 +24,7 @@ from promptembed.cli.base import (
     console,
     eval_app,
     fail,
+    progress,
     quiet,
 )
 from promptembed.config import IndexConfig
@@ -55,7 +56,7 @@ def eval_sts(
             dtype=dtype,
             max_length=max_length,
             batch_size=batch_size,
-            show_progress=not (as_json or quiet()),
+            show_progress=progress(as_json),
         )
         from promptembed.engine.embedder import PromptEmbedder  # torch: only when it runs
         from promptembed.evaluation.sts import evaluate_sts
@@ -146,7 +147,7 @@ def eval_retrieval(
             max_length=max_length,
             batch_size=batch_size,
             embedding_cache=embedding_cache,
-            show_progress=not (as_json or quiet()),
+            show_progress=progress(as_json),
         )
         # bm25 alone needs no model; dense, sparse and reranking do
         needs_model = bool({"dense", "sparse"} & set(cfg.retrieval.active)) or bool(
@@ -233,7 +234,7 @@ def eval_mteb(
             dtype=dtype,
             max_length=max_length,
             batch_size=batch_size,
-            show_progress=not (as_json or quiet()),
+            show_progress=progress(as_json),
         )
         names = [t.strip() for t in (tasks or "").split(",") if t.strip()]
         chosen = [

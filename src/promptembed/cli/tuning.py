@@ -18,7 +18,7 @@ from promptembed.cli.base import (
     console,
     err,
     fail,
-    quiet,
+    progress,
 )
 
 if TYPE_CHECKING:  # the work needs torch: imported when a command runs, not for --help
@@ -167,8 +167,7 @@ def tune_cmd(
         from promptembed.evaluation.tune_config import StsTuneOptions, tune_sts_config
 
         options = StsTuneOptions(**sts)
-        progress = not (as_json or quiet())
-        outcome = tune_sts_config(config, options, write=write, show_progress=progress)
+        outcome = tune_sts_config(config, options, write=write, show_progress=progress(as_json))
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
     _show(outcome.result, outcome.summary, data or train, as_json)
@@ -225,7 +224,7 @@ def _tune_retrieval(
         from promptembed.evaluation.tune_config import tune_retrieval_config
 
         result = tune_retrieval_config(
-            config, corpus, queries, qrels, write=write, show_progress=not (as_json or quiet())
+            config, corpus, queries, qrels, write=write, show_progress=progress(as_json)
         )
     except (ValueError, ImportError, OSError) as error:
         raise fail(error) from error
