@@ -393,3 +393,37 @@ def test_reranking_scores_are_shared_by_configs_of_one_model_only(
     asked_fresh = _scored(fresh, monkeypatch)
     fresh.pair_likelihoods(PAIRS)
     assert asked == [0] and asked_fresh == [len(PAIRS)]
+
+
+def test_a_passing_database_error_leaves_a_good_cache_in_place(
+    tmp_path, model_dirs, monkeypatch, caplog
+):
+    import sqlite3
+
+    from promptembed.engine import cache as module
+
+    cache_dir = tmp_path / "cache"
+    path = str(model_dirs["llama"])
+    first = PromptEmbedder(path, device="cpu", embedding_cache=str(cache_dir)).embed(["a"])
+    real = sqlite3.connect
+
+    class Failing:
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            if sql.startswith("PRAGMA"):
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.db.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    monkeypatch.setattr(module.sqlite3, "connect", lambda *a, **kw: Failing(real(*a, **kw)))
+    with caplog.at_level("WARNING", logger="promptembed.engine.cache"):
+        got = PromptEmbedder(path, device="cpu", embedding_cache=str(cache_dir)).embed(["a"])
+    np.testing.assert_allclose(got, first, atol=1e-6)
+    assert "cannot be used now" in caplog.text
+    assert not any(p.name.startswith("vectors.sqlite3.corrupt-") for p in cache_dir.iterdir())
+    monkeypatch.setattr(module.sqlite3, "connect", real)
+    assert len(_rows(cache_dir)) == 1  # the cache kept its entry

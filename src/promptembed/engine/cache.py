@@ -75,6 +75,15 @@ def _check_private_file(path: Path, info: os.stat_result) -> None:
         )
 
 
+# What sets a cache file aside: it is not a database, or its table is not ours. Any other
+# error (locked, busy, I/O) may pass, and setting a good cache aside loses its use.
+_DAMAGE = ("not a database", "malformed", "no such column", "no such table")
+
+
+def _damaged(error: sqlite3.DatabaseError) -> bool:
+    return any(sign in str(error) for sign in _DAMAGE)
+
+
 class EmbeddingCache:
     """A persistent map from (embedder identity, text) to its vector.
 
@@ -121,10 +130,10 @@ class EmbeddingCache:
             db.execute(_SCHEMA)
             db.execute("SELECT key, dtype, shape, sha256, data FROM vectors LIMIT 0")
         except sqlite3.DatabaseError as error:
-            if "locked" in str(error):  # another process holds it: not damage
+            if not _damaged(error):  # locked by another process, busy, I/O: not damage
                 logger.warning(
-                    "embedding cache %s is locked by another process (%s): lookups are "
-                    "misses until it is free",
+                    "embedding cache %s cannot be used now (%s): lookups are misses until "
+                    "it can; the file is left as it is",
                     self._path,
                     error,
                 )
