@@ -243,6 +243,22 @@ def of_embedder(embedder: LoadedEmbedder) -> VectorIdentity:
     )
 
 
+def likelihood_record(embedder: LoadedEmbedder, max_passage_tokens: int) -> dict[str, Any]:
+    """What shapes a reranking score: the language model (weights, precision, kwargs).
+
+    Not the templates, layer or pooling that shape a vector: every config of one model
+    gives a (prompt, query, passage) the same score, so they share cached scores.
+    """
+    loaded = of_embedder(embedder)
+    return {
+        "likelihood": "mean log-probability",
+        "weights": loaded.weights,
+        "precision": loaded.precision,
+        "model_kwargs": loaded.fields["model_kwargs"],
+        "max_passage_tokens": max_passage_tokens,
+    }
+
+
 def resolved_precision(dtype: str, torch_dtype: Any) -> str:
     """The precision a model runs at: a quantised dtype by name, else the torch dtype."""
     if dtype not in ("auto", *_FLOAT):

@@ -31,7 +31,7 @@ from promptembed.engine.likelihood import (
 from promptembed.engine.loading import LoadedModel, load_model, replica_devices
 from promptembed.engine.prompts import PromptTokenizer
 from promptembed.engine.sparse import WordIds, output_head, sparse_rows
-from promptembed.identity import of_embedder
+from promptembed.identity import likelihood_record, of_embedder
 from promptembed.templates import AUXILIARY_TEMPLATES, RERANK_PROMPTS, Template, rerank_prompt
 
 if TYPE_CHECKING:
@@ -706,10 +706,11 @@ class PromptEmbedder:
         _check_positive(max_passage_tokens=max_passage_tokens, batch_size=batch_size)
         checked = [self._likelihood_query(q, prompt) for q, _ in pairs]
         passages = check_texts([p for _, p in pairs]) if len(pairs) else []
-        keys = [f"{text}\0{query}\0{passage}" for (query, text), passage in zip(checked, passages)]
         cache = self._likelihood_cache(max_passage_tokens)
         scores = np.full(len(pairs), np.nan)
-        if cache is not None and keys:
+        keys: list[str] = []  # each pair's cache entry: its prompt, query and passage
+        if cache is not None and pairs:
+            keys = [f"{text}\0{q}\0{passage}" for (q, text), passage in zip(checked, passages)]
             for i, hit in enumerate(cache.get(keys, (1,))):
                 scores[i] = np.nan if hit is None else hit[0]
         todo = [i for i in range(len(pairs)) if np.isnan(scores[i])]
@@ -769,22 +770,15 @@ class PromptEmbedder:
             yield [i for i, _, _ in batch], values
 
     def _likelihood_cache(self, max_passage_tokens: int) -> EmbeddingCache | None:
-        """The score cache of :meth:`pair_likelihoods`, beside the vectors (with the config's)."""
-        if not self.config.embedding_cache or self._loaded.fingerprint == "in-memory":
+        """The score cache of :meth:`pair_likelihoods`, beside the vectors (with the config's).
+
+        An in-memory model never gets here with a cache: loading refuses that pair.
+        """
+        if not self.config.embedding_cache:
             return None
         if max_passage_tokens not in self._likelihood_caches:
-            # The language model's scores: its weights and precision, not the templates
-            # that shape the vectors, so configs of one model share them.
-            record = of_embedder(self).record()
-            identity = {
-                "likelihood": "mean log-probability",
-                "weights": record["weights"],
-                "precision": record["precision"],
-                "model_kwargs": record["fields"]["model_kwargs"],
-                "max_passage_tokens": max_passage_tokens,
-            }
             self._likelihood_caches[max_passage_tokens] = EmbeddingCache(
-                self.config.embedding_cache, identity
+                self.config.embedding_cache, likelihood_record(self, max_passage_tokens)
             )
         return self._likelihood_caches[max_passage_tokens]
 
